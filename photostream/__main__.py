@@ -1,0 +1,5 @@
+"""Allow `python -m photostream`."""
+
+from photostream.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""Library clients built from settings: the one place each connection is configured."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import boto3
+import clickhouse_connect
+from botocore.config import Config
+
+from photostream.config import ClickHouseSettings, S3Settings
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+
+def s3_client(settings: S3Settings, *, endpoint_url: str | None = None, timeout: float = 10.0) -> Any:
+    """A boto3 S3 client for the configured endpoint and credentials (path-style addressing)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url or settings.endpoint_url,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key.get_secret_value(),
+        region_name=settings.region,
+        config=Config(
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            retries={"max_attempts": 3, "mode": "standard"},
+            s3={"addressing_style": "path"},
+        ),
+    )
+
+
+def clickhouse_client(settings: ClickHouseSettings) -> Client:
+    """A clickhouse-connect client: chDB in process for ``chdb://``, a server for ``http(s)://``.
+
+    The DSN must be set (see ``photostream.config.clickhouse_settings``). The same
+    Client API serves both, so callers never branch on the backend.
+    """
+    if not settings.dsn:
+        raise ValueError("ClickHouse DSN is empty; build settings with clickhouse_settings()")
+    return clickhouse_connect.get_client(dsn=settings.dsn)
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with any password replaced, safe to print or log."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,143 @@
+"""Typed settings, read once from the environment (12-factor).
+
+Each part of the system has one small frozen settings class with its own
+environment prefix, so every variable name is visible here and in the README:
+
+    KAFKA_*            where the brokers are
+    S3_*               the object store and its bucket
+    CLICKHOUSE_*       the analytics store (chDB in process, or a server)
+    SCHEMA_REGISTRY_*  optional Confluent-compatible registry
+    GATEWAY_*          the HTTP gateway
+    STACK_*            the local development stack (ports, data folder)
+
+Defaults run the local stack with no edits. Services build the settings they
+need at start-up and pass them down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Credentials of the loopback-only development S3 server that `photostream stack up`
+# starts. They protect nothing outside this machine; production passes its own.
+LOCAL_S3_ACCESS_KEY_ID = "photostream-local"
+LOCAL_S3_SECRET_ACCESS_KEY = "photostream-local-dev-only"  # noqa: S105 - local dev server only
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore")
+
+
+class KafkaSettings(BaseSettings):
+    """Connection to the Kafka cluster."""
+
+    model_config = _config("KAFKA_")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+
+
+class S3Settings(BaseSettings):
+    """The object store holding originals and derivatives."""
+
+    model_config = _config("S3_")
+
+    endpoint_url: str = "http://127.0.0.1:8333"
+    access_key_id: str = LOCAL_S3_ACCESS_KEY_ID
+    secret_access_key: SecretStr = SecretStr(LOCAL_S3_SECRET_ACCESS_KEY)
+    region: str = "us-east-1"
+    bucket: str = "photostream"
+
+
+class ClickHouseSettings(BaseSettings):
+    """The analytics store.
+
+    ``dsn`` is either ``chdb:///absolute/path`` (the embedded engine, one process per
+    path) or ``http://user:password@host:8123/database`` for a ClickHouse server.
+    Left empty, it is the embedded engine under ``STACK_VAR_DIR``.
+    """
+
+    model_config = _config("CLICKHOUSE_")
+
+    dsn: str = ""
+    database: str = "photostream"
+
+    @property
+    def embedded(self) -> bool:
+        """True when the DSN names the in-process chDB engine."""
+        return self.dsn.startswith("chdb:")
+
+
+class SchemaRegistrySettings(BaseSettings):
+    """Optional Confluent-compatible schema registry; unset means single-object encoding."""
+
+    model_config = _config("SCHEMA_REGISTRY_")
+
+    url: str | None = None
+
+
+class GatewaySettings(BaseSettings):
+    """The HTTP gateway that accepts uploads."""
+
+    model_config = _config("GATEWAY_")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+class StackSettings(BaseSettings):
+    """The local development stack: real servers on 127.0.0.1, data under ``var_dir``."""
+
+    model_config = _config("STACK_")
+
+    var_dir: Path = Path("var")
+    cache_dir: Path = Path(".cache")
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "1g"
+    s3_port: int = 8333
+    seaweed_master_port: int = 9333
+    seaweed_volume_port: int = 8081
+    seaweed_filer_port: int = 8888
+    start_timeout: float = 90.0
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> StackSettings:
+        # Servers run with their own working directory; relative paths would drift.
+        object.__setattr__(self, "var_dir", self.var_dir.resolve())
+        object.__setattr__(self, "cache_dir", self.cache_dir.resolve())
+        return self
+
+    def default_clickhouse_dsn(self) -> str:
+        """The embedded chDB path used when ``CLICKHOUSE_DSN`` is not set."""
+        return f"chdb://{self.var_dir / 'clickhouse'}"
+
+
+def clickhouse_settings(stack: StackSettings | None = None) -> ClickHouseSettings:
+    """ClickHouse settings with the DSN filled in from the stack when unset."""
+    settings = ClickHouseSettings()
+    if settings.dsn:
+        return settings
+    stack = stack or StackSettings()
+    return settings.model_copy(update={"dsn": stack.default_clickhouse_dsn()})
+
+
+ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
+    KafkaSettings,
+    S3Settings,
+    ClickHouseSettings,
+    SchemaRegistrySettings,
+    GatewaySettings,
+    StackSettings,
+)
+
+
+def environment_variables() -> set[str]:
+    """Every environment variable any settings class reads (for docs and checks)."""
+    names: set[str] = set()
+    for cls in ALL_SETTINGS:
+        prefix = cls.model_config.get("env_prefix", "")
+        names.update(f"{prefix}{field}".upper() for field in cls.model_fields)
+    return names

@@ -1,0 +1,1 @@
+"""The event contract: Avro schemas (``.avsc``) and the one serde module every service uses."""

@@ -1,0 +1,1 @@
+"""Faust agents and the pure image library they call (decode, metadata, hashes, variants)."""

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real local stack, started once per test session.
+
+Integration tests ask for ``local_stack``. It reuses servers that already answer
+(a developer's `photostream stack up`) and, at the end, stops only the servers that
+this test session started itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from photostream.config import KafkaSettings, S3Settings, StackSettings
+from photostream.stack import Stack, State
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    """Endpoints of the running local stack, for the tests' clients."""
+
+    stack: Stack
+    kafka: KafkaSettings
+    s3: S3Settings
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[LocalStack]:
+    stack = Stack(StackSettings())
+    report = stack.up()
+    started = {item.name for item in report if item.state is State.STARTED}
+    yield LocalStack(
+        stack=stack,
+        kafka=KafkaSettings(bootstrap_servers=stack.kafka.endpoint),
+        s3=S3Settings(endpoint_url=stack.s3.endpoint),
+    )
+    if started:
+        stack.down(only=started)
+
+
+@pytest.fixture
+def unique_name() -> Callable[[str], str]:
+    """Names that never collide across tests and runs on a shared broker or bucket."""
+
+    def make(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+    return make

@@ -1,0 +1,43 @@
+"""The local S3 server stores and returns objects through boto3, and only for our key."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from botocore.exceptions import ClientError
+
+from photostream.clients import s3_client
+from photostream.config import S3Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_put_get_list_delete(local_stack, unique_name):
+    client = s3_client(local_stack.s3)
+    bucket = local_stack.s3.bucket
+    key = f"tests/{unique_name('object')}.bin"
+    body = os.urandom(256 * 1024)
+
+    client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/octet-stream")
+    fetched = client.get_object(Bucket=bucket, Key=key)
+    assert hashlib.sha256(fetched["Body"].read()).digest() == hashlib.sha256(body).digest()
+    assert fetched["ContentType"] == "application/octet-stream"
+
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=key)
+    assert [item["Key"] for item in listed["Contents"]] == [key]
+
+    client.delete_object(Bucket=bucket, Key=key)
+    with pytest.raises(ClientError) as missing:
+        client.head_object(Bucket=bucket, Key=key)
+    assert missing.value.response["Error"]["Code"] in {"404", "NoSuchKey"}
+
+
+def test_unknown_credentials_are_refused(local_stack):
+    stranger = s3_client(
+        S3Settings(endpoint_url=local_stack.s3.endpoint_url, access_key_id="stranger", secret_access_key="nope")
+    )
+    with pytest.raises(ClientError) as refused:
+        stranger.list_objects_v2(Bucket=local_stack.s3.bucket)
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403

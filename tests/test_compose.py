@@ -1,0 +1,67 @@
+"""docker-compose.yml cannot run here (no Docker engine), so it is checked by reading it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from photostream.cli import main
+from photostream.config import environment_variables
+
+ROOT = Path(__file__).resolve().parent.parent
+INFRASTRUCTURE = {"kafka", "schema-registry", "clickhouse", "minio"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _project_services(compose: dict) -> dict[str, dict]:
+    return {name: svc for name, svc in compose["services"].items() if "build" in svc}
+
+
+def test_has_the_production_components(compose):
+    services = compose["services"]
+    assert services.keys() >= INFRASTRUCTURE
+    assert services["kafka"]["image"].startswith("apache/kafka:4.")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert {"gateway", "worker", "sinks"} <= _project_services(compose).keys()
+
+
+def test_servers_have_healthchecks(compose):
+    for name in [*INFRASTRUCTURE, "gateway"]:
+        assert compose["services"][name]["healthcheck"]["test"], name
+
+
+def test_project_services_share_one_dockerfile(compose):
+    builds = {str(svc["build"]) for svc in _project_services(compose).values()}
+    assert builds == {"."}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["photostream"]' in dockerfile
+
+
+def test_every_variable_passed_to_our_services_is_read_by_the_code(compose):
+    known = environment_variables()
+    for name, svc in _project_services(compose).items():
+        unknown = set(svc["environment"]) - known
+        assert not unknown, f"{name} passes variables no settings class reads: {sorted(unknown)}"
+
+
+def test_every_service_command_exists(compose):
+    for name, svc in _project_services(compose).items():
+        ctx = click.Context(main)
+        command = main.get_command(ctx, svc["command"][0])
+        assert command is not None, f"{name}: `photostream {svc['command'][0]}` does not exist"
+
+
+def test_secrets_come_from_the_environment(compose):
+    text = (ROOT / "docker-compose.yml").read_text()
+    for key in ("MINIO_ROOT_PASSWORD", "CLICKHOUSE_PASSWORD", "S3_SECRET_ACCESS_KEY"):
+        for line in text.splitlines():
+            if re.match(rf"\s*{key}:", line):
+                assert "${" in line, f"{key} must be substituted, not written: {line.strip()}"
