@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
+import asyncio
+import logging
 from collections.abc import Iterable
 
 import click
@@ -65,21 +64,12 @@ def stack_jars() -> None:
 @main.command()
 def run() -> None:
     """Run the pipeline on the local stack until Ctrl-C; stop what this command started."""
-    local = Stack()
+    from photostream.local_run import run_local
+
     try:
-        report = local.up()
+        run_local(click.echo)
     except StackError as exc:
         raise click.ClickException(str(exc)) from exc
-    _print_report(report)
-    click.echo("photostream is running; press Ctrl-C to stop")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
-    started = {item.name for item in report if item.state is State.STARTED}
-    if started:
-        click.echo("stopping " + ", ".join(sorted(started)))
-        _print_report(local.down(only=started))
 
 
 def _not_yet(name: str, summary: str) -> click.Command:
@@ -91,12 +81,45 @@ def _not_yet(name: str, summary: str) -> click.Command:
     return command
 
 
+@main.command()
+def gateway() -> None:
+    """Serve the HTTP upload gateway (GATEWAY_HOST:GATEWAY_PORT, default 127.0.0.1:8080)."""
+    from producers.service import run_gateway
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_gateway()
+
+
+@main.group()
+def keys() -> None:
+    """Manage photographers' API keys (stored hashed in the shared bucket)."""
+
+
+@keys.command("create")
+@click.argument("photographer_id")
+def keys_create(photographer_id: str) -> None:
+    """Create an API key for PHOTOGRAPHER_ID; the key is printed once, alone on the last line."""
+    from photostream.config import S3Settings
+    from photostream.objectstore import ObjectStore, StoreError
+    from producers.keys import InvalidPhotographerId, S3KeyStore
+
+    store = ObjectStore(S3Settings())
+    try:
+        api_key = asyncio.run(S3KeyStore(store).create(photographer_id))
+    except InvalidPhotographerId as exc:
+        raise click.BadParameter(str(exc), param_hint="PHOTOGRAPHER_ID") from exc
+    except StoreError as exc:
+        raise click.ClickException(f"could not store the key: {exc}") from exc
+    finally:
+        store.close()
+    click.echo(f"API key for {photographer_id} (shown once; store it now):")
+    click.echo(api_key)
+
+
 for _name, _summary in (
-    ("gateway", "Serve the HTTP upload gateway"),
     ("worker", "Run a Faust processing worker"),
     ("sinks", "Run the S3 and ClickHouse sink consumers"),
     ("upload", "Upload files and folders to the gateway"),
     ("sql", "Run a read-only SQL query against the pipeline's ClickHouse"),
-    ("keys", "Manage photographers' API keys"),
 ):
     main.add_command(_not_yet(_name, _summary))

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
 
-def s3_client(settings: S3Settings, *, endpoint_url: str | None = None, timeout: float = 10.0) -> Any:
+def s3_client(
+    settings: S3Settings, *, endpoint_url: str | None = None, timeout: float = 10.0, max_pool_connections: int = 10
+) -> Any:
     """A boto3 S3 client for the configured endpoint and credentials (path-style addressing)."""
     return boto3.client(
         "s3",
@@ -27,7 +29,10 @@ def s3_client(settings: S3Settings, *, endpoint_url: str | None = None, timeout:
             connect_timeout=timeout,
             read_timeout=timeout,
             retries={"max_attempts": 3, "mode": "standard"},
+            max_pool_connections=max_pool_connections,
             s3={"addressing_style": "path"},
+            # SigV4 presigned URLs carry their expiry inside the signature.
+            signature_version="s3v4",
         ),
     )
 

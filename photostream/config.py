@@ -16,9 +16,11 @@ need at start-up and pass them down; nothing else reads the environment.
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Credentials of the loopback-only development S3 server that `photostream stack up`
@@ -37,6 +39,8 @@ class KafkaSettings(BaseSettings):
     model_config = _config("KAFKA_")
 
     bootstrap_servers: str = "127.0.0.1:9092"
+    # Replicas of each topic the project creates: 1 for a single broker, 3 in production.
+    replication_factor: int = 1
 
 
 class S3Settings(BaseSettings):
@@ -85,6 +89,18 @@ class GatewaySettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # Which instance accepted an upload; shows in events and logs.
+    instance_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    max_file_bytes: int = 50 * 1024 * 1024
+    max_files_per_request: int = 100
+    daily_quota: int = 5000
+    # S3 multipart part size: the most memory one upload in flight holds (S3 minimum 5 MiB).
+    part_bytes: int = 5 * 1024 * 1024
+    # Seconds a client may pause between two chunks of its upload before it is cut off.
+    read_timeout: float = 30.0
+    kafka_delivery_timeout: float = 15.0
+    retry_after_seconds: int = 5
+    presigned_url_seconds: int = 3600
 
 
 class StackSettings(BaseSettings):

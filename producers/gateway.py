@@ -1,0 +1,417 @@
+"""The HTTP upload gateway (aiohttp).
+
+    POST /v1/uploads             multipart: one or more ``file`` parts, optional ``title`` and ``tags``
+    GET  /v1/uploads/{upload_id} the upload's status, for its own photographer only
+    GET  /healthz                the process is serving
+    GET  /readyz                 Kafka and S3 answer
+    GET  /metrics                Prometheus text
+
+Every file streams to S3 while it arrives. Events are published after the whole
+request is read (so ``title`` and ``tags`` may come in any order), and 202 is only
+answered once every original is durable in S3 and every event is acknowledged by
+Kafka. Errors are RFC 9457 problems.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import unicodedata
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from aiohttp import BodyPartReader, MultipartReader, web
+
+from photostream.config import GatewaySettings
+from photostream.objectstore import ObjectStore, StoreError, StoreUnavailable
+from photostream.producer import PublishError
+from producers import problems
+from producers.ingest import OriginalWriter, RejectedFile, StagedOriginal, stage
+from producers.keys import KeyStore
+from producers.ledger import UploadLedger, UploadRecord, original_key, upload_id_for
+from producers.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 256 * 1024
+MAX_FIELD_BYTES = 4096
+MAX_FILENAME_CHARS = 255
+_BEARER = re.compile(r"^Bearer\s+(\S+)\s*$", re.IGNORECASE)
+
+
+class UploadEvents(Protocol):
+    """Publishes the event that an upload was received (acknowledged before returning)."""
+
+    async def publish(self, record: UploadRecord, *, stored_at: datetime) -> None:
+        """Publish ``UploadReceived`` for the record; raise PublishError if not acknowledged."""
+        ...
+
+    def reachable(self, timeout: float = 3.0) -> bool:
+        """Tell whether the event bus answers (blocking)."""
+        ...
+
+    def close(self) -> None:
+        """Deliver what is queued and release the connection."""
+        ...
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the gateway talks to; tests may pass other implementations."""
+
+    store: ObjectStore
+    keys: KeyStore
+    ledger: UploadLedger
+    events: UploadEvents
+
+    def close(self) -> None:
+        """Flush pending events and release connections."""
+        self.events.close()
+        self.store.close()
+
+
+@dataclass
+class _Accepted:
+    staged: StagedOriginal
+    filename: str
+    upload_id: str
+    received_at: datetime
+    stored_at: datetime
+
+
+@dataclass
+class _Batch:
+    """Everything learned while reading one multipart request."""
+
+    photographer_id: str
+    results: list[dict[str, Any]] = field(default_factory=list)
+    accepted: list[_Accepted] = field(default_factory=list)
+    rejected: list[problems.Problem] = field(default_factory=list)
+    title: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+def clean_filename(raw: str | None) -> str:
+    """The client's filename as data: no path, no control characters, bounded length."""
+    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    return name.strip()[:MAX_FILENAME_CHARS] or "unnamed"
+
+
+def _status_url(upload_id: str) -> str:
+    return f"/v1/uploads/{upload_id}"
+
+
+def _seconds_to_midnight(now: datetime) -> int:
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, int((tomorrow - now).total_seconds()))
+
+
+class Gateway:
+    """Request handlers bound to their settings and services."""
+
+    def __init__(self, settings: GatewaySettings, services: Services, metrics: GatewayMetrics) -> None:
+        """Keep the settings, the services and the metrics."""
+        self.settings = settings
+        self.services = services
+        self.metrics = metrics
+
+    # -- authentication -------------------------------------------------------------
+
+    async def _photographer(self, request: web.Request) -> str:
+        header = request.headers.get("Authorization", "")
+        match = _BEARER.match(header)
+        if not match:
+            raise problems.unauthorized("send `Authorization: Bearer <api key>`")
+        record = await self.services.keys.lookup(match.group(1))
+        if record is None:
+            raise problems.unauthorized("the API key is not known")
+        return record.photographer_id
+
+    # -- POST /v1/uploads -----------------------------------------------------------
+
+    async def create_uploads(self, request: web.Request) -> web.Response:
+        """Accept one or more files; see the module docstring."""
+        photographer_id = await self._photographer(request)
+        now = datetime.now(UTC)
+        if await self.services.ledger.accepted_today(photographer_id, now) >= self.settings.daily_quota:
+            self.metrics.rejections.labels("quota").inc()
+            raise problems.too_many_requests(
+                f"{photographer_id} reached the daily quota of {self.settings.daily_quota} uploads",
+                _seconds_to_midnight(now),
+            )
+        if not request.content_type.startswith("multipart/form-data"):
+            raise problems.bad_request("the body must be multipart/form-data with one or more `file` parts")
+        try:
+            reader = await request.multipart()
+        except (ValueError, AssertionError) as exc:
+            raise problems.bad_request(f"malformed multipart body: {exc}") from exc
+
+        batch = _Batch(photographer_id)
+        try:
+            await self._read_parts(reader, batch)
+        except ValueError as exc:  # aiohttp's multipart parser on a broken body
+            await self._abandon(batch)
+            raise problems.bad_request(f"malformed multipart body: {exc}") from exc
+        except BaseException:
+            await self._abandon(batch)
+            raise
+        if not batch.results:
+            raise problems.bad_request("no `file` part in the request")
+        await self._publish(batch)
+        return self._batch_response(batch)
+
+    async def _read_parts(self, reader: MultipartReader, batch: _Batch) -> None:
+        files = 0
+        while True:
+            part = await self._with_timeout(reader.next())
+            if part is None:
+                return
+            if not isinstance(part, BodyPartReader):
+                raise problems.bad_request("nested multipart bodies are not accepted")
+            if part.name == "file":
+                files += 1
+                if files > self.settings.max_files_per_request:
+                    await self._drain(part)
+                    self._reject(batch, part.filename, problems.too_many_files(self.settings.max_files_per_request))
+                    continue
+                await self._receive_file(part, batch)
+            elif part.name == "title":
+                batch.title = (await self._read_field(part)).strip() or None
+            elif part.name == "tags":
+                raw = await self._read_field(part)
+                batch.tags = [tag.strip() for tag in raw.split(",") if tag.strip()][:50]
+            else:
+                await self._drain(part)
+
+    async def _with_timeout(self, awaitable: Awaitable[Any]) -> Any:
+        try:
+            async with asyncio.timeout(self.settings.read_timeout):
+                return await awaitable
+        except TimeoutError as exc:
+            raise problems.ProblemError(
+                problems.Problem("request-timeout", 408, "Request timeout", "the client stopped sending")
+            ) from exc
+
+    async def _chunks(self, part: BodyPartReader) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await self._with_timeout(part.read_chunk(CHUNK_BYTES))
+            if not chunk:
+                return
+            yield chunk
+
+    async def _drain(self, part: BodyPartReader) -> None:
+        async for _ in self._chunks(part):
+            pass
+
+    async def _read_field(self, part: BodyPartReader) -> str:
+        data = bytearray()
+        async for chunk in self._chunks(part):
+            data += chunk
+            if len(data) > MAX_FIELD_BYTES:
+                raise problems.bad_request(f"the `{part.name}` field is over {MAX_FIELD_BYTES} bytes")
+        return data.decode("utf-8", errors="replace")
+
+    def _reject(self, batch: _Batch, raw_name: str | None, problem: problems.Problem) -> None:
+        self.metrics.files.labels("rejected").inc()
+        self.metrics.rejections.labels(problem.code).inc()
+        batch.rejected.append(problem)
+        batch.results.append({"filename": clean_filename(raw_name), "status": "rejected", "problem": problem.to_dict()})
+
+    async def _receive_file(self, part: BodyPartReader, batch: _Batch) -> None:
+        filename = clean_filename(part.filename)
+        received_at = datetime.now(UTC)
+        key = original_key(batch.photographer_id, received_at, uuid.uuid4().hex)
+        writer = OriginalWriter(
+            self.services.store, key, part_bytes=self.settings.part_bytes, max_bytes=self.settings.max_file_bytes
+        )
+        try:
+            staged = await stage(writer, self._chunks(part))
+        except RejectedFile as rejection:
+            await self._drain(part)
+            problem = {
+                "too_large": problems.file_too_large(filename, self.settings.max_file_bytes),
+                "unsupported": problems.unsupported_media(filename),
+                "empty": problems.empty_file(filename),
+            }[rejection.reason]
+            self._reject(batch, part.filename, problem)
+            return
+
+        upload_id = upload_id_for(batch.photographer_id, staged.sha256)
+        twin = next((item for item in batch.accepted if item.upload_id == upload_id), None)
+        existing = twin is None and await self.services.ledger.find(upload_id)
+        if twin or existing:
+            # The same photo again: answer with the image that exists, store nothing new.
+            await writer.abort()
+            self.metrics.files.labels("duplicate").inc()
+            batch.results.append(
+                {"upload_id": upload_id, "filename": filename, "status": "queued", "status_url": _status_url(upload_id)}
+            )
+            return
+        await writer.commit()
+        self.metrics.bytes_received.inc(staged.size)
+        self.metrics.files.labels("accepted").inc()
+        batch.accepted.append(_Accepted(staged, filename, upload_id, received_at, datetime.now(UTC)))
+        batch.results.append(
+            {"upload_id": upload_id, "filename": filename, "status": "queued", "status_url": _status_url(upload_id)}
+        )
+
+    async def _abandon(self, batch: _Batch) -> None:
+        """The request failed midway: delete originals that no event will ever refer to."""
+        for item in batch.accepted:
+            with contextlib.suppress(StoreError):
+                await self.services.store.delete(item.staged.key)
+
+    async def _publish(self, batch: _Batch) -> None:
+        records = [
+            UploadRecord(
+                upload_id=item.upload_id,
+                photographer_id=batch.photographer_id,
+                filename=item.filename,
+                content_type=item.staged.content_type,
+                bytes=item.staged.size,
+                sha256=item.staged.sha256,
+                original_key=item.staged.key,
+                received_at=item.received_at.isoformat(),
+                title=batch.title,
+                tags=batch.tags,
+            )
+            for item in batch.accepted
+        ]
+        stored = [item.stored_at for item in batch.accepted]
+        # Event first, then the record: a record always means an acknowledged event, so a
+        # retry after a failed publish publishes again instead of trusting a lost event.
+        await asyncio.gather(
+            *(self.services.events.publish(rec, stored_at=at) for rec, at in zip(records, stored, strict=True))
+        )
+        for record in records:
+            await self.services.ledger.save(record)
+
+    def _batch_response(self, batch: _Batch) -> web.Response:
+        body: dict[str, Any] = {"uploads": batch.results}
+        if not batch.rejected:
+            return web.json_response(body, status=202)
+        if len(batch.results) == 1:
+            problem = batch.rejected[0]
+            return problems.Problem(problem.code, problem.status, problem.title, problem.detail, body).response()
+        if len(batch.rejected) == len(batch.results):
+            statuses = {problem.status for problem in batch.rejected}
+            status = statuses.pop() if len(statuses) == 1 else 400
+            return problems.Problem(
+                "all-files-rejected", status, "No file was accepted", "every file was rejected; see uploads", body
+            ).response()
+        return web.json_response(body, status=207)
+
+    # -- GET /v1/uploads/{upload_id} -------------------------------------------------
+
+    async def get_upload(self, request: web.Request) -> web.Response:
+        """The upload's status; another photographer's upload is a 404 like a missing one."""
+        photographer_id = await self._photographer(request)
+        raw_id = request.match_info["upload_id"]
+        try:
+            upload_id = str(uuid.UUID(raw_id))
+        except ValueError:
+            raise problems.not_found(f"no upload {raw_id!r}") from None
+        record = await self.services.ledger.find(upload_id)
+        if record is None or record.photographer_id != photographer_id:
+            raise problems.not_found(f"no upload {upload_id}")
+        return web.json_response(
+            {
+                "upload_id": record.upload_id,
+                "photographer_id": record.photographer_id,
+                "filename": record.filename,
+                "status": "queued",
+                "content_type": record.content_type,
+                "bytes": record.bytes,
+                "sha256": record.sha256,
+                "title": record.title,
+                "tags": record.tags,
+                "received_at": record.received_at,
+            }
+        )
+
+    # -- health and metrics ------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """The process serves requests."""
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Kafka and S3 both answer; 503 naming what does not."""
+
+        async def s3_ok() -> bool:
+            try:
+                await self.services.store.ping()
+            except StoreError:
+                return False
+            return True
+
+        s3, kafka = await asyncio.gather(s3_ok(), asyncio.to_thread(self.services.events.reachable, 3.0))
+        checks = {"s3": "ok" if s3 else "unreachable", "kafka": "ok" if kafka else "unreachable"}
+        if s3 and kafka:
+            return web.json_response({"status": "ready", "checks": checks})
+        return problems.Problem(
+            "not-ready", 503, "Not ready", "a dependency does not answer", {"checks": checks}
+        ).response({"Retry-After": str(self.settings.retry_after_seconds)})
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        """Prometheus exposition."""
+        return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error_middleware(gateway: Gateway) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    retry_after = {"Retry-After": str(gateway.settings.retry_after_seconds)}
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        try:
+            response = await handler(request)
+        except problems.ProblemError as error:
+            gateway.metrics.rejections.labels(error.problem.code).inc()
+            response = error.problem.response(error.headers)
+        except (StoreUnavailable, PublishError) as exc:
+            log.warning("dependency unavailable on %s: %s", route, exc)
+            gateway.metrics.rejections.labels("unavailable").inc()
+            response = problems.unavailable(str(exc), gateway.settings.retry_after_seconds).problem.response(
+                retry_after
+            )
+        except StoreError as exc:
+            log.error("object store refused on %s: %s", route, exc)
+            response = problems.Problem("internal", 500, "Internal error", "the object store refused").response()
+        except web.HTTPException as exc:
+            response = problems.Problem(
+                exc.reason.lower().replace(" ", "-"), exc.status, exc.reason, exc.text or exc.reason
+            ).response()
+        gateway.metrics.requests.labels(request.method, route, str(response.status)).inc()
+        gateway.metrics.latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    return middleware
+
+
+def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMetrics | None = None) -> web.Application:
+    """Build the gateway's aiohttp application around its services."""
+    gateway = Gateway(settings, services, metrics or GatewayMetrics())
+    app = web.Application(middlewares=[_error_middleware(gateway)], client_max_size=MAX_FIELD_BYTES * 4)
+    app.router.add_post("/v1/uploads", gateway.create_uploads)
+    app.router.add_get("/v1/uploads/{upload_id}", gateway.get_upload)
+    app.router.add_get("/healthz", gateway.healthz)
+    app.router.add_get("/readyz", gateway.readyz)
+    app.router.add_get("/metrics", gateway.metrics_text)
+
+    async def close_services(_: web.Application) -> None:
+        await asyncio.to_thread(services.close)
+
+    app.on_cleanup.append(close_services)
+    return app

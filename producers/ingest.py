@@ -1,0 +1,118 @@
+"""Stream one uploaded file into S3 while it arrives, hashing it on the way.
+
+Memory stays bounded by the part size: bytes are buffered only until a part is
+full, then sent as one part of an S3 multipart upload. A file that ends before
+the first part is full is stored with one PUT. Nothing about the file's name is
+used: the S3 key is built from ids by the caller.
+
+The object only becomes visible when ``commit`` completes the upload, after the
+caller has seen the content hash (and, say, found it to be a duplicate and called
+``abort`` instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from photostream.objectstore import MultipartUpload, ObjectStore, StoreError
+from producers.sniff import SNIFF_BYTES, sniff
+
+
+class RejectedFile(Exception):
+    """The file cannot be accepted; ``reason`` says why (too_large, unsupported, empty)."""
+
+    def __init__(self, reason: str) -> None:
+        """Record the reason code."""
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class StagedOriginal:
+    """A fully received file, stored but not yet committed."""
+
+    key: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+class OriginalWriter:
+    """Receives one file's chunks and stages them in S3 under ``key``."""
+
+    def __init__(self, store: ObjectStore, key: str, *, part_bytes: int, max_bytes: int) -> None:
+        """Write to ``key``; parts of ``part_bytes``; refuse files over ``max_bytes``."""
+        self._store = store
+        self._key = key
+        self._part_bytes = part_bytes
+        self._max_bytes = max_bytes
+        self._buffer = bytearray()
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._content_type = ""  # known once the first bytes are sniffed
+        self._multipart: MultipartUpload | None = None
+
+    async def _flush_part(self) -> None:
+        if self._multipart is None:
+            self._multipart = await self._store.start_multipart(self._key, content_type=self._content_type)
+        # Hand the buffer itself to the store (no copy) and start a fresh one.
+        body, self._buffer = self._buffer, bytearray()
+        self._multipart = await self._store.upload_part(self._multipart, body)
+
+    async def write(self, chunk: bytes) -> None:
+        """Take the next chunk; raises RejectedFile as soon as the bytes show it is unacceptable."""
+        self._size += len(chunk)
+        if self._size > self._max_bytes:
+            raise RejectedFile("too_large")
+        self._hash.update(chunk)
+        self._buffer += chunk
+        if not self._content_type:
+            if len(self._buffer) < SNIFF_BYTES:
+                return
+            self._content_type = sniff(bytes(self._buffer[:SNIFF_BYTES])) or ""
+            if not self._content_type:
+                raise RejectedFile("unsupported")
+        if len(self._buffer) >= self._part_bytes:
+            await self._flush_part()
+
+    async def finish(self) -> StagedOriginal:
+        """All bytes received: judge short files, upload the last part, return size and hash."""
+        if self._size == 0:
+            raise RejectedFile("empty")
+        if not self._content_type:
+            self._content_type = sniff(bytes(self._buffer)) or ""
+            if not self._content_type:
+                raise RejectedFile("unsupported")
+        if self._multipart is not None and self._buffer:
+            await self._flush_part()
+        return StagedOriginal(self._key, self._content_type, self._size, self._hash.hexdigest())
+
+    async def commit(self) -> None:
+        """Make the object durable and visible at its key."""
+        if self._multipart is None:
+            body, self._buffer = self._buffer, bytearray()
+            await self._store.put(self._key, body, content_type=self._content_type)
+        else:
+            await self._store.complete_multipart(self._multipart)
+
+    async def abort(self) -> None:
+        """Drop whatever was staged (best effort: an abandoned upload must not fail the request)."""
+        self._buffer.clear()
+        if self._multipart is not None:
+            with contextlib.suppress(StoreError):
+                await self._store.abort_multipart(self._multipart)
+            self._multipart = None
+
+
+async def stage(writer: OriginalWriter, chunks: AsyncIterator[bytes]) -> StagedOriginal:
+    """Feed every chunk to ``writer`` and finish; aborts the staged parts on any error."""
+    try:
+        async for chunk in chunks:
+            await writer.write(chunk)
+        return await writer.finish()
+    except BaseException:
+        await writer.abort()
+        raise

@@ -1,0 +1,51 @@
+"""Run the gateway as a service: wire real adapters from settings, serve until stopped."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from photostream.config import GatewaySettings, KafkaSettings, S3Settings, SchemaRegistrySettings
+from photostream.objectstore import ObjectStore
+from photostream.topics import ensure_topics
+from producers.events import KafkaUploadEvents
+from producers.gateway import Services, create_app
+from producers.keys import S3KeyStore
+from producers.ledger import UploadLedger
+from schemas.serde import EventSerde
+
+log = logging.getLogger(__name__)
+
+# Bounds on what one client can make the server hold: header lines and fields.
+_HANDLER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190}
+
+
+def build_services(
+    gateway: GatewaySettings, kafka: KafkaSettings, s3: S3Settings, registry: SchemaRegistrySettings
+) -> Services:
+    """The gateway's real adapters: S3 for originals, keys and records; Kafka for events."""
+    store = ObjectStore(s3)
+    return Services(
+        store=store,
+        keys=S3KeyStore(store),
+        ledger=UploadLedger(store),
+        events=KafkaUploadEvents(
+            kafka,
+            EventSerde(registry.url),
+            gateway_id=gateway.instance_id,
+            bucket=s3.bucket,
+            delivery_timeout=gateway.kafka_delivery_timeout,
+        ),
+    )
+
+
+def run_gateway() -> None:
+    """Serve the gateway on GATEWAY_HOST:GATEWAY_PORT until SIGINT or SIGTERM."""
+    gateway, kafka, s3, registry = GatewaySettings(), KafkaSettings(), S3Settings(), SchemaRegistrySettings()
+    created = ensure_topics(kafka)
+    if created:
+        log.info("created topics %s", ", ".join(created))
+    app = create_app(gateway, build_services(gateway, kafka, s3, registry))
+    print(f"gateway listening on http://{gateway.host}:{gateway.port}", flush=True)
+    web.run_app(app, host=gateway.host, port=gateway.port, print=None, handler_args=_HANDLER_LIMITS)

@@ -1,0 +1,28 @@
+"""Topic names and the event each carries. Names only: creating topics is the stack's job."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from schemas.events import ImageProcessed, ImageReady, ProcessingFailed, Record, UploadReceived, VariantRendered
+
+PHOTO_UPLOADS = "photo-uploads"
+PHOTO_VARIANTS = "photo-variants"
+PHOTO_PROCESSED = "photo-processed"
+PHOTO_READY = "photo-ready"
+PHOTO_FAILED = "photo-failed"
+
+EVENT_BY_TOPIC: Mapping[str, type[Record]] = MappingProxyType(
+    {
+        PHOTO_UPLOADS: UploadReceived,
+        PHOTO_VARIANTS: VariantRendered,
+        PHOTO_PROCESSED: ImageProcessed,
+        PHOTO_READY: ImageReady,
+        PHOTO_FAILED: ProcessingFailed,
+    }
+)
+"""Topic name to the event class on it; every topic carries exactly one event type."""
+
+TOPIC_BY_EVENT: Mapping[type[Record], str] = MappingProxyType({cls: topic for topic, cls in EVENT_BY_TOPIC.items()})
+"""Event class to the topic it is produced to."""

@@ -1,0 +1,352 @@
+"""The gateway's HTTP contract, against the real Kafka and S3 of the local stack."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+
+import aiohttp
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from PIL import Image
+
+from photostream.config import GatewaySettings, KafkaSettings, S3Settings
+from photostream.objectstore import ObjectStore
+from photostream.topics import ensure_topics
+from producers.events import KafkaUploadEvents
+from producers.gateway import Services, create_app
+from producers.keys import S3KeyStore
+from producers.ledger import UploadLedger
+from schemas.serde import EventSerde
+from schemas.topics import PHOTO_UPLOADS as UPLOADS
+
+pytestmark = pytest.mark.integration
+
+
+def jpeg(width=64, height=48, color=(200, 30, 30), quality=90) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def noisy_jpeg(megabytes: float) -> bytes:
+    """A JPEG of roughly the given size (random pixels compress badly)."""
+    side = int((megabytes * 1024 * 1024 / 1.6) ** 0.5)
+    image = Image.frombytes("RGB", (side, side), __import__("os").urandom(side * side * 3))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=95)
+    return out.getvalue()
+
+
+def form(*files: tuple[str, bytes], title: str | None = None, tags: str | None = None) -> aiohttp.FormData:
+    # quote_fields=False sends names as curl and browsers do, not percent-encoded.
+    data = aiohttp.FormData(quote_fields=False)
+    for name, body in files:
+        data.add_field("file", io.BytesIO(body), filename=name, content_type="application/octet-stream")
+    if title is not None:
+        data.add_field("title", title)
+    if tags is not None:
+        data.add_field("tags", tags)
+    return data
+
+
+@pytest.fixture(scope="module")
+def topics(local_stack):
+    ensure_topics(local_stack.kafka)
+
+
+def _services(kafka: KafkaSettings, s3: S3Settings, settings: GatewaySettings) -> Services:
+    store = ObjectStore(s3)
+    return Services(
+        store=store,
+        keys=S3KeyStore(store),
+        ledger=UploadLedger(store, quota_cache_seconds=0),
+        events=KafkaUploadEvents(
+            kafka,
+            EventSerde(),
+            gateway_id=settings.instance_id,
+            bucket=s3.bucket,
+            delivery_timeout=settings.kafka_delivery_timeout,
+        ),
+    )
+
+
+@pytest.fixture
+def settings():
+    return GatewaySettings(max_file_bytes=8 * 1024 * 1024, daily_quota=1000, part_bytes=5 * 1024 * 1024)
+
+
+@pytest.fixture
+def make_client(aiohttp_client, local_stack, topics):
+    async def make(settings: GatewaySettings, *, kafka=None, s3=None):
+        services = _services(kafka or local_stack.kafka, s3 or local_stack.s3, settings)
+        client = await aiohttp_client(create_app(settings, services))
+        client.services = services
+        return client
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client, settings):
+    return await make_client(settings)
+
+
+@pytest.fixture
+async def api_key(client, unique_name):
+    return await client.services.keys.create(unique_name("ph"))
+
+
+def replace(settings: GatewaySettings, **changes) -> GatewaySettings:
+    return settings.model_copy(update=changes)
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def problem(response, status: int) -> dict:
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/problem+json"
+    body = await response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= body.keys()
+    return body
+
+
+def consume_uploads(bootstrap: str, photographer_id: str, expected: int, timeout: float = 20) -> list:
+    """Every UploadReceived of one photographer on photo-uploads, decoded with the shipped schemas."""
+    serde = EventSerde()
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}", "enable.auto.commit": False}
+    )
+    metadata = consumer.list_topics(UPLOADS, timeout=10)
+    consumer.assign([TopicPartition(UPLOADS, p, 0) for p in metadata.topics[UPLOADS].partitions])
+    events = []
+    try:
+        import time
+
+        deadline = time.monotonic() + timeout
+        idle_after_expected = 0
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                if len(events) >= expected:
+                    idle_after_expected += 1
+                    if idle_after_expected > 3:
+                        break
+                continue
+            assert message.error() is None, message.error()
+            if message.key().decode() != photographer_id:
+                continue
+            events.append(serde.decode(message.value(), UPLOADS, message.partition(), message.offset()))
+    finally:
+        consumer.close()
+    return events
+
+
+# -- 202 and the event ---------------------------------------------------------------
+
+
+async def test_single_upload_is_stored_published_and_queued(client, api_key, local_stack):
+    photo = jpeg()
+    response = await client.post(
+        "/v1/uploads",
+        data=form(("../../etc/passwd.jpg", photo), title="Sunset", tags="sea, sky,,"),
+        headers=auth(api_key),
+    )
+    assert response.status == 202, await response.text()
+    [item] = (await response.json())["uploads"]
+    assert item["status"] == "queued"
+    assert item["filename"] == "passwd.jpg"
+    assert item["status_url"] == f"/v1/uploads/{item['upload_id']}"
+
+    record = await client.services.keys.lookup(api_key)
+    events = consume_uploads(local_stack.kafka.bootstrap_servers, record.photographer_id, expected=1)
+    assert len(events) == 1
+    event = events[0]
+    assert str(event.upload_id) == item["upload_id"]
+    assert event.sha256 == hashlib.sha256(photo).hexdigest()
+    assert event.content_type == "image/jpeg"
+    assert event.title == "Sunset"
+    assert list(event.tags) == ["sea", "sky"]
+    assert event.received_at <= event.stored_at <= event.published_at
+
+    stored = await client.services.store.get(event.original_key)
+    assert stored == photo
+    assert event.original_key.startswith(f"originals/{record.photographer_id}/")
+    assert "passwd" not in event.original_key
+
+    status = await client.get(item["status_url"], headers=auth(api_key))
+    assert status.status == 200
+    body = await status.json()
+    assert body["status"] == "queued"
+    assert body["photographer_id"] == record.photographer_id
+    assert body["filename"] == "passwd.jpg"
+
+
+async def test_large_file_goes_up_in_parts(make_client, settings, api_key, local_stack):
+    client = await make_client(replace(settings, max_file_bytes=30 * 1024 * 1024))
+    photo = noisy_jpeg(16)
+    size = len(photo)
+    assert size > 2 * settings.part_bytes
+    response = await client.post("/v1/uploads", data=form(("big.jpg", photo)), headers=auth(api_key))
+    assert response.status == 202, await response.text()
+    record = await client.services.keys.lookup(api_key)
+    [event] = consume_uploads(local_stack.kafka.bootstrap_servers, record.photographer_id, expected=1)
+    assert event.bytes == size
+    stored_hash = hashlib.sha256(await client.services.store.get(event.original_key)).hexdigest()
+    assert stored_hash == event.sha256 == hashlib.sha256(photo).hexdigest()
+
+
+async def test_same_content_again_returns_the_same_upload(client, api_key, local_stack):
+    photo = jpeg(color=(1, 2, 3))
+    first = await (await client.post("/v1/uploads", data=form(("a.jpg", photo)), headers=auth(api_key))).json()
+    again = await client.post("/v1/uploads", data=form(("renamed.jpg", photo)), headers=auth(api_key))
+    assert again.status == 202
+    second = await again.json()
+    assert second["uploads"][0]["upload_id"] == first["uploads"][0]["upload_id"]
+    assert second["uploads"][0]["status"] == "queued"
+
+    record = await client.services.keys.lookup(api_key)
+    events = consume_uploads(local_stack.kafka.bootstrap_servers, record.photographer_id, expected=1)
+    assert len(events) == 1, "a retry must not create a second image"
+    originals = await client.services.store.count(f"originals/{record.photographer_id}/")
+    assert originals == 1
+
+
+async def test_same_content_for_another_photographer_is_another_image(client, api_key, unique_name):
+    other = await client.services.keys.create(unique_name("ph"))
+    photo = jpeg(color=(9, 9, 9))
+    mine = await (await client.post("/v1/uploads", data=form(("a.jpg", photo)), headers=auth(api_key))).json()
+    theirs = await (await client.post("/v1/uploads", data=form(("a.jpg", photo)), headers=auth(other))).json()
+    assert mine["uploads"][0]["upload_id"] != theirs["uploads"][0]["upload_id"]
+
+
+async def test_batch_with_a_bad_file_accepts_the_others(client, api_key, local_stack):
+    response = await client.post(
+        "/v1/uploads",
+        data=form(
+            ("one.jpg", jpeg(color=(5, 5, 5))), ("notes.jpg", b"just some text, not a photo"), ("two.png", _png())
+        ),
+        headers=auth(api_key),
+    )
+    assert response.status == 207, await response.text()
+    results = (await response.json())["uploads"]
+    assert [r["status"] for r in results] == ["queued", "rejected", "queued"]
+    assert results[1]["problem"]["status"] == 415
+    record = await client.services.keys.lookup(api_key)
+    assert len(consume_uploads(local_stack.kafka.bootstrap_servers, record.photographer_id, expected=2)) == 2
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGBA", (10, 10), (0, 255, 0, 128)).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_batch_all_accepted_is_202(client, api_key):
+    files = [(f"f{i}.jpg", jpeg(color=(40 * i, 100, 200))) for i in range(5)]
+    response = await client.post("/v1/uploads", data=form(*files), headers=auth(api_key))
+    assert response.status == 202
+    assert len({r["upload_id"] for r in (await response.json())["uploads"]}) == 5
+
+
+# -- errors --------------------------------------------------------------------------
+
+
+async def test_missing_and_unknown_keys_are_401(client):
+    body = await problem(await client.post("/v1/uploads", data=form(("a.jpg", jpeg()))), 401)
+    assert "Bearer" in body["detail"]
+    await problem(await client.post("/v1/uploads", data=form(("a.jpg", jpeg())), headers=auth("psk_nope")), 401)
+    await problem(await client.get(f"/v1/uploads/{uuid.uuid4()}", headers=auth("psk_nope")), 401)
+
+
+async def test_not_multipart_or_no_file_is_400(client, api_key):
+    await problem(await client.post("/v1/uploads", json={"file": "x"}, headers=auth(api_key)), 400)
+    data = aiohttp.FormData()
+    data.add_field("title", "no file here")
+    data.add_field("other", b"x", filename="x.bin")
+    await problem(await client.post("/v1/uploads", data=data, headers=auth(api_key)), 400)
+    broken = await client.post(
+        "/v1/uploads",
+        data=b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\nabc',  # never closed
+        headers={**auth(api_key), "Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert broken.status == 400
+
+
+async def test_file_over_the_limit_is_413(make_client, settings, api_key):
+    client = await make_client(replace(settings, max_file_bytes=200_000))
+    body = await problem(
+        await client.post("/v1/uploads", data=form(("big.jpg", noisy_jpeg(0.5))), headers=auth(api_key)), 413
+    )
+    assert body["uploads"][0]["status"] == "rejected"
+
+
+async def test_not_an_image_is_415_whatever_the_name_or_header(client, api_key):
+    data = aiohttp.FormData()
+    data.add_field("file", b"GIF-looking name, text inside" * 10, filename="photo.gif", content_type="image/gif")
+    await problem(await client.post("/v1/uploads", data=data, headers=auth(api_key)), 415)
+
+
+async def test_over_the_daily_quota_is_429_with_retry_after(make_client, settings, api_key):
+    client = await make_client(replace(settings, daily_quota=2))
+    for i in range(2):
+        ok = await client.post("/v1/uploads", data=form(("q.jpg", jpeg(color=(i, i, 7)))), headers=auth(api_key))
+        assert ok.status == 202
+    over = await client.post("/v1/uploads", data=form(("q.jpg", jpeg(color=(3, 3, 7)))), headers=auth(api_key))
+    await problem(over, 429)
+    assert 0 < int(over.headers["Retry-After"]) <= 86400
+
+
+async def test_kafka_down_is_503_with_retry_after(make_client, settings, api_key):
+    dead_kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+    client = await make_client(replace(settings, kafka_delivery_timeout=2), kafka=dead_kafka)
+    # The key store is in S3, which is up: only the publish fails.
+    response = await client.post("/v1/uploads", data=form(("k.jpg", jpeg(color=(4, 4, 4)))), headers=auth(api_key))
+    await problem(response, 503)
+    assert int(response.headers["Retry-After"]) > 0
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert (await ready.json())["checks"] == {"s3": "ok", "kafka": "unreachable"}
+
+
+async def test_s3_down_is_503_with_retry_after(make_client, settings):
+    dead_s3 = S3Settings(endpoint_url="http://127.0.0.1:1")
+    client = await make_client(settings, s3=dead_s3)
+    response = await client.post("/v1/uploads", data=form(("s.jpg", jpeg())), headers=auth("psk_" + "x" * 43))
+    await problem(response, 503)
+    assert int(response.headers["Retry-After"]) > 0
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+
+
+async def test_another_photographers_upload_is_404_like_a_missing_one(client, api_key, unique_name):
+    other = await client.services.keys.create(unique_name("ph"))
+    created = await (
+        await client.post("/v1/uploads", data=form(("m.jpg", jpeg(color=(8, 1, 1)))), headers=auth(api_key))
+    ).json()
+    upload_id = created["uploads"][0]["upload_id"]
+    theirs = await problem(await client.get(f"/v1/uploads/{upload_id}", headers=auth(other)), 404)
+    missing = await problem(await client.get(f"/v1/uploads/{uuid.uuid4()}", headers=auth(other)), 404)
+    assert theirs["title"] == missing["title"]
+    await problem(await client.get("/v1/uploads/not-a-uuid", headers=auth(api_key)), 404)
+
+
+# -- health and metrics --------------------------------------------------------------
+
+
+async def test_health_ready_and_metrics(client, api_key):
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["checks"] == {"s3": "ok", "kafka": "ok"}
+    await client.post("/v1/uploads", data=form(("x.jpg", b"not an image at all")), headers=auth(api_key))
+    await client.post("/v1/uploads", data=form(("y.jpg", jpeg(color=(50, 60, 70)))), headers=auth(api_key))
+    text = await (await client.get("/metrics")).text()
+    assert 'photostream_gateway_requests_total{method="POST",route="/v1/uploads",status="415"} 1.0' in text
+    assert 'photostream_gateway_rejections_total{reason="unsupported-media-type"}' in text
+    assert "photostream_gateway_upload_bytes_total" in text
+    assert 'photostream_gateway_request_seconds_count{route="/v1/uploads"} 2.0' in text
