@@ -12,6 +12,7 @@ caller has seen the content hash (and, say, found it to be a duplicate and calle
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
@@ -60,14 +61,21 @@ class OriginalWriter:
             self._multipart = await self._store.start_multipart(self._key, content_type=self._content_type)
         # Hand the buffer itself to the store (no copy) and start a fresh one.
         body, self._buffer = self._buffer, bytearray()
-        self._multipart = await self._store.upload_part(self._multipart, body)
+        _, self._multipart = await asyncio.gather(
+            self._hash_off_loop(body), self._store.upload_part(self._multipart, body)
+        )
+
+    async def _hash_off_loop(self, data: bytearray) -> None:
+        # SHA-256 of a whole part is milliseconds of CPU; hashlib releases the GIL on
+        # large buffers, so a worker thread keeps the event loop free and uses another core.
+        if data:
+            await asyncio.to_thread(self._hash.update, data)
 
     async def write(self, chunk: bytes) -> None:
         """Take the next chunk; raises RejectedFile as soon as the bytes show it is unacceptable."""
         self._size += len(chunk)
         if self._size > self._max_bytes:
             raise RejectedFile("too_large")
-        self._hash.update(chunk)
         self._buffer += chunk
         if not self._content_type:
             if len(self._buffer) < SNIFF_BYTES:
@@ -88,6 +96,8 @@ class OriginalWriter:
                 raise RejectedFile("unsupported")
         if self._multipart is not None and self._buffer:
             await self._flush_part()
+        elif self._multipart is None:
+            await self._hash_off_loop(self._buffer)  # a one-PUT file: kept for commit()
         return StagedOriginal(self._key, self._content_type, self._size, self._hash.hexdigest())
 
     async def commit(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import uuid
@@ -299,6 +300,24 @@ async def test_over_the_daily_quota_is_429_with_retry_after(make_client, setting
     over = await client.post("/v1/uploads", data=form(("q.jpg", jpeg(color=(3, 3, 7)))), headers=auth(api_key))
     await problem(over, 429)
     assert 0 < int(over.headers["Retry-After"]) <= 86400
+
+
+async def test_a_client_that_stalls_is_cut_off_with_408(make_client, settings, api_key):
+    client = await make_client(replace(settings, read_timeout=1.0))
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    head = (
+        "POST /v1/uploads HTTP/1.1\r\n"
+        f"Host: {client.server.host}\r\n"
+        f"Authorization: Bearer {api_key}\r\n"
+        "Content-Type: multipart/form-data; boundary=stall\r\n"
+        "Content-Length: 1000000\r\n\r\n"
+        "--stall\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.jpg\"\r\n\r\n"
+    )
+    writer.write(head.encode() + jpeg()[:100])  # then nothing more
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), timeout=30)
+    writer.close()
+    assert b" 408 " in status_line
 
 
 async def test_kafka_down_is_503_with_retry_after(make_client, settings, api_key):
