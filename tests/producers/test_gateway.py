@@ -311,7 +311,7 @@ async def test_a_client_that_stalls_is_cut_off_with_408(make_client, settings, a
         f"Authorization: Bearer {api_key}\r\n"
         "Content-Type: multipart/form-data; boundary=stall\r\n"
         "Content-Length: 1000000\r\n\r\n"
-        "--stall\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.jpg\"\r\n\r\n"
+        '--stall\r\nContent-Disposition: form-data; name="file"; filename="slow.jpg"\r\n\r\n'
     )
     writer.write(head.encode() + jpeg()[:100])  # then nothing more
     await writer.drain()
