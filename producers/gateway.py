@@ -290,8 +290,7 @@ class Gateway:
         await asyncio.gather(
             *(self.services.events.publish(rec, stored_at=at) for rec, at in zip(records, stored, strict=True))
         )
-        for record in records:
-            await self.services.ledger.save(record)
+        await asyncio.gather(*(self.services.ledger.save(record) for record in records))
 
     def _batch_response(self, batch: _Batch) -> web.Response:
         body: dict[str, Any] = {"uploads": batch.results}
@@ -369,8 +368,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error_middleware(gateway: Gateway) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    retry_after = {"Retry-After": str(gateway.settings.retry_after_seconds)}
-
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -383,9 +380,8 @@ def _error_middleware(gateway: Gateway) -> Callable[[web.Request, Handler], Awai
         except (StoreUnavailable, PublishError) as exc:
             log.warning("dependency unavailable on %s: %s", route, exc)
             gateway.metrics.rejections.labels("unavailable").inc()
-            response = problems.unavailable(str(exc), gateway.settings.retry_after_seconds).problem.response(
-                retry_after
-            )
+            error = problems.unavailable(str(exc), gateway.settings.retry_after_seconds)
+            response = error.problem.response(error.headers)
         except StoreError as exc:
             log.error("object store refused on %s: %s", route, exc)
             response = problems.Problem("internal", 500, "Internal error", "the object store refused").response()
