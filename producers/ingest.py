@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from photostream.objectstore import MultipartUpload, ObjectStore, StoreError
-from producers.sniff import SNIFF_BYTES, sniff
+from streams.imaging.sniff import SNIFF_BYTES, sniff
 
 
 class RejectedFile(Exception):

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from producers.sniff import SNIFF_BYTES, sniff
+from streams.imaging.sniff import SNIFF_BYTES, sniff
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 

@@ -1,0 +1,246 @@
+"""Open an original: tell its format from the bytes, check its size, and decode it within limits.
+
+libvips reads JPEG, PNG, WebP, TIFF and GIF straight from the buffer, lazily, so every variant is
+rendered with shrink-on-load from the compressed bytes. HEIC/HEIF is HEVC-coded, which the libvips
+wheel cannot decode: pillow-heif decodes it once into memory and the variants are cut from that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pillow_heif
+import pyvips
+
+from schemas.events import FailureReason
+from streams.imaging.errors import ImageError
+from streams.imaging.sniff import SNIFF_BYTES, sniff
+
+# Loaders outside this set (SVG, PDF, ImageMagick, Matlab, ...) are never reached: the gateway only
+# accepts these formats, and each extra loader is extra attack surface.
+pyvips.block_untrusted_set(True)
+# The operation cache holds references to input buffers; a worker sees each original once.
+pyvips.cache_set_max(0)
+
+_LOADERS = {
+    "jpegload_buffer": "jpeg",
+    "pngload_buffer": "png",
+    "webpload_buffer": "webp",
+    "tiffload_buffer": "tiff",
+    "gifload_buffer": "gif",
+}
+
+# EXIF orientations 5 to 8 turn the image a quarter: width and height swap when shown upright.
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on the work one original may cause.
+
+    Attributes:
+        max_pixels: Most pixels (width x height of the first frame) accepted; more is ``too_many_pixels``.
+        max_decode_seconds: Wall-clock budget for one decode or render; beyond it the work is
+            cancelled inside libvips and the original counts as ``corrupt``.
+    """
+
+    max_pixels: int = 100_000_000
+    max_decode_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Original:
+    """An opened original, ready for metadata, hashes and variants.
+
+    Attributes:
+        data: The file's bytes.
+        format: ``jpeg``, ``png``, ``webp``, ``tiff``, ``gif`` or ``heif``.
+        width: Stored width in pixels, before orientation.
+        height: Stored height in pixels, before orientation.
+        orientation: EXIF orientation 1-8 as libvips reads it (1 when absent).
+        bands: Colour bands including alpha.
+        has_alpha: Whether one band is alpha.
+        icc_profile: The embedded ICC profile's bytes, if any.
+        limits: The limits this original was opened with.
+    """
+
+    data: bytes
+    format: str
+    width: int
+    height: int
+    orientation: int
+    bands: int
+    has_alpha: bool
+    icc_profile: bytes | None
+    limits: Limits
+    exif: bytes | None = None
+    _decoded: pyvips.Image | None = field(default=None, repr=False)
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """Width and height as displayed, after the EXIF orientation."""
+        if self.orientation in _TRANSPOSED_ORIENTATIONS:
+            return self.height, self.width
+        return self.width, self.height
+
+    def thumbnail(self, width: int, height: int, *, crop: str = "none") -> pyvips.Image:
+        """Return a lazy, upright image that fits ``width`` x ``height`` (fills it when cropping).
+
+        Never upscales. JPEG, WebP and HEIF shrink on load, so a small thumbnail of a large photo
+        decodes a fraction of the pixels. Nothing is computed until the result is written or read;
+        pass it to ``compute`` for bounded work.
+
+        Args:
+            width: Target width (the long side for a box).
+            height: Target height.
+            crop: ``none`` to fit inside the box, else ``centre`` or ``attention`` to fill it.
+        """
+        options: dict[str, Any] = {"height": height, "size": "down", "crop": crop}
+        if self._decoded is not None:
+            return self._decoded.thumbnail_image(width, no_rotate=True, **options)
+        # A truncated file is an error, not a grey band: the loader's own fail_on must be set, since
+        # thumbnail's fail_on does not reach the loader it opens.
+        return pyvips.Image.thumbnail_buffer(self.data, width, option_string="fail_on=truncated", **options)
+
+
+def open_original(data: bytes, limits: Limits | None = None) -> Original:
+    """Read an original's header, check its format and size, and prepare it for decoding.
+
+    Args:
+        data: The whole file.
+        limits: Bounds on the work; the defaults when None.
+
+    Returns:
+        The opened original. JPEG, PNG, WebP, TIFF and GIF are not decoded yet; HEIF is.
+
+    Raises:
+        ImageError: ``unsupported``, ``too_many_pixels`` or ``corrupt``.
+    """
+    limits = limits or Limits()
+    if not data:
+        raise ImageError(FailureReason.CORRUPT, "the file is empty")
+    if pillow_heif.is_supported(data):
+        return _open_heif(data, limits)
+    try:
+        header = pyvips.Image.new_from_buffer(data, "", access="sequential")
+    except pyvips.Error as error:
+        if sniff(data[:SNIFF_BYTES]) is not None:
+            raise ImageError(FailureReason.CORRUPT, f"the header is damaged: {_vips_detail(error)}") from error
+        raise ImageError(FailureReason.UNSUPPORTED, "not a JPEG, PNG, WebP, TIFF, GIF or HEIC/HEIF image") from error
+    loader = _field(header, "vips-loader")
+    fmt = _LOADERS.get(str(loader))
+    if fmt is None:
+        raise ImageError(FailureReason.UNSUPPORTED, f"format read by {loader} is not accepted")
+    _check_pixels(header.width, header.height, limits)
+    orientation = _field(header, "orientation")
+    icc = _field(header, "icc-profile-data")
+    exif = _field(header, "exif-data")
+    return Original(
+        data=data,
+        format=fmt,
+        width=header.width,
+        height=header.height,
+        orientation=orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1,
+        bands=header.bands,
+        has_alpha=bool(header.hasalpha()),
+        icc_profile=bytes(icc) if icc else None,
+        limits=limits,
+        exif=bytes(exif) if exif else None,
+    )
+
+
+def compute(image: pyvips.Image, limits: Limits, write: Callable[[pyvips.Image], Any]) -> Any:
+    """Run ``write(image)`` with libvips' work cancelled once ``limits.max_decode_seconds`` pass.
+
+    Args:
+        image: A lazy libvips image.
+        limits: The time budget.
+        write: What evaluates the image, e.g. ``lambda im: im.webpsave_buffer()``.
+
+    Returns:
+        Whatever ``write`` returns.
+
+    Raises:
+        ImageError: ``corrupt`` if libvips fails (truncated or malformed data) or runs out of time.
+    """
+    deadline = time.monotonic() + limits.max_decode_seconds
+    timed_out = False
+
+    def on_eval(evaluated: pyvips.Image, _progress: object) -> None:
+        nonlocal timed_out
+        if time.monotonic() > deadline:
+            timed_out = True
+            evaluated.set_kill(True)
+
+    image.set_progress(True)
+    image.signal_connect("eval", on_eval)
+    try:
+        return write(image)
+    except pyvips.Error as error:
+        if timed_out:
+            raise ImageError(
+                FailureReason.CORRUPT, f"decoding took longer than {limits.max_decode_seconds:g} s"
+            ) from error
+        raise ImageError(FailureReason.CORRUPT, f"the image data is damaged: {_vips_detail(error)}") from error
+
+
+def _open_heif(data: bytes, limits: Limits) -> Original:
+    try:
+        heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
+    except (ValueError, RuntimeError, SyntaxError) as error:
+        raise ImageError(FailureReason.CORRUPT, f"HEIF container could not be read: {error}") from error
+    width, height = heif.size
+    _check_pixels(width, height, limits)
+    started = time.monotonic()
+    try:
+        pixels = np.asarray(heif)
+    except (ValueError, RuntimeError) as error:
+        raise ImageError(FailureReason.CORRUPT, f"HEIF image could not be decoded: {error}") from error
+    if time.monotonic() - started > limits.max_decode_seconds:
+        raise ImageError(FailureReason.CORRUPT, f"decoding took longer than {limits.max_decode_seconds:g} s")
+    decoded = pyvips.Image.new_from_array(pixels, interpretation="srgb")
+    icc = heif.info.get("icc_profile")
+    if icc:
+        decoded.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
+    # libheif applies the container's rotation and mirroring while decoding: the pixels are upright,
+    # and any EXIF orientation tag in the file describes the undecoded image.
+    return Original(
+        data=data,
+        format="heif",
+        width=decoded.width,
+        height=decoded.height,
+        orientation=1,
+        bands=decoded.bands,
+        has_alpha=decoded.bands in (2, 4),
+        icc_profile=bytes(icc) if icc else None,
+        limits=limits,
+        exif=heif.info.get("exif") or None,
+        _decoded=decoded,
+    )
+
+
+def _check_pixels(width: int, height: int, limits: Limits) -> None:
+    pixels = width * height
+    if pixels > limits.max_pixels:
+        raise ImageError(
+            FailureReason.TOO_MANY_PIXELS,
+            f"{width}x{height} is {pixels / 1e6:.1f} megapixels, over the limit of {limits.max_pixels / 1e6:g}",
+        )
+    if width < 1 or height < 1:
+        raise ImageError(FailureReason.CORRUPT, f"the image declares an empty size {width}x{height}")
+
+
+def _field(image: pyvips.Image, name: str) -> Any:
+    if image.get_typeof(name) == 0:
+        return None
+    return image.get(name)
+
+
+def _vips_detail(error: pyvips.Error) -> str:
+    # libvips' own message (error.detail) names the loader and what was wrong; the first line is enough.
+    lines = (error.detail or error.message or "").strip().splitlines()
+    return lines[0] if lines else "libvips gave no detail"
