@@ -1,12 +1,10 @@
 import io
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from streams.imaging.sniff import SNIFF_BYTES, sniff
-
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+from tests.corpus import CORPUS
 
 
 def _encoded(fmt: str, mode: str = "RGB") -> bytes:
