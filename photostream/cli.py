@@ -90,6 +90,15 @@ def gateway() -> None:
     run_gateway()
 
 
+@main.command()
+@click.option("--loglevel", default="info", show_default=True, help="Log level of the worker.")
+def worker(loglevel: str) -> None:
+    """Run a Faust processing worker; start several to share the partitions."""
+    from streams.worker import run_worker
+
+    run_worker(loglevel)
+
+
 @main.group()
 def keys() -> None:
     """Manage photographers' API keys (stored hashed in the shared bucket)."""
@@ -117,7 +126,6 @@ def keys_create(photographer_id: str) -> None:
 
 
 for _name, _summary in (
-    ("worker", "Run a Faust processing worker"),
     ("sinks", "Run the S3 and ClickHouse sink consumers"),
     ("upload", "Upload files and folders to the gateway"),
     ("sql", "Run a read-only SQL query against the pipeline's ClickHouse"),

@@ -8,6 +8,7 @@ environment prefix, so every variable name is visible here and in the README:
     CLICKHOUSE_*       the analytics store (chDB in process, or a server)
     SCHEMA_REGISTRY_*  optional Confluent-compatible registry
     GATEWAY_*          the HTTP gateway
+    WORKER_*           the Faust processing workers
     STACK_*            the local development stack (ports, data folder)
 
 Defaults run the local stack with no edits. Services build the settings they
@@ -103,6 +104,41 @@ class GatewaySettings(BaseSettings):
     presigned_url_seconds: int = 3600
 
 
+class WorkerSettings(BaseSettings):
+    """The Faust workers that turn uploads into metadata and variants."""
+
+    model_config = _config("WORKER_")
+
+    # The Faust app id: the consumer group and the prefix of its table's changelog topic.
+    app_id: str = "photostream-processing"
+    # Images in flight at once per worker; more than the cores, so fetching overlaps decoding.
+    in_flight: int = Field(default_factory=lambda: 2 * (os.cpu_count() or 1) + 2, ge=1)
+    # Threads running the image library (libvips and Pillow release the GIL).
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    max_pixels: int = Field(default=100_000_000, ge=1)
+    max_decode_seconds: float = Field(default=60.0, gt=0)
+    # Hamming distance (of 64 bits) within which two perceptual hashes are near-duplicates.
+    # Part of the duplicate table's layout: changing it starts a new index.
+    duplicate_distance: int = Field(default=6, ge=0, le=15)
+    # JSON list of variants, e.g. [{"name": "web", "width": 1920, "height": 1920, "formats": ["webp"]}].
+    # Empty means the default spec (web 1920 and thumb 300 in WebP and JPEG, square 150 in WebP).
+    variants: str = ""
+    # Photographers (comma-separated ids) who opted in to keeping GPS in their metadata.
+    gps_opt_in: str = ""
+    # How long an original that S3 cannot serve is retried before the upload fails.
+    fetch_retry_seconds: float = Field(default=120.0, ge=0)
+    # Seconds without heartbeats before a dead worker's partitions move to the others.
+    session_timeout: float = Field(default=10.0, ge=6)
+    # Faust's web server (stats, table views); 0 turns it off.
+    web_port: int = 0
+    # Where Faust keeps its local files.
+    data_dir: Path = Path("var/faust")
+
+    def gps_opt_in_ids(self) -> frozenset[str]:
+        """The photographers whose GPS coordinates are kept."""
+        return frozenset(part.strip() for part in self.gps_opt_in.split(",") if part.strip())
+
+
 class StackSettings(BaseSettings):
     """The local development stack: real servers on 127.0.0.1, data under ``var_dir``."""
 
@@ -146,6 +182,7 @@ ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
     ClickHouseSettings,
     SchemaRegistrySettings,
     GatewaySettings,
+    WorkerSettings,
     StackSettings,
 )
 

@@ -40,6 +40,8 @@ class EventProducer:
                 "acks": "all",
                 "enable.idempotence": True,
                 "linger.ms": 5,
+                # Java clients and aiokafka hash keys with murmur2: one photographer, one partition, whoever produces.
+                "partitioner": "murmur2_random",
                 # Past this the write is reported failed instead of retried forever.
                 "delivery.timeout.ms": int(delivery_timeout * 1000),
             },

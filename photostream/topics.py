@@ -24,19 +24,23 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+# One partition count for every topic: the workers' duplicate table is partitioned like
+# photo-uploads, and a photographer's events land on the same partition number everywhere.
+PARTITIONS = 12
+
 # Variants carry image bytes (tens to hundreds of KB, a few MB at most for a large web JPEG).
 VARIANT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(PHOTO_UPLOADS, 12, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+    TopicSpec(PHOTO_UPLOADS, PARTITIONS, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
     TopicSpec(
         PHOTO_VARIANTS,
-        12,
+        PARTITIONS,
         {"max.message.bytes": str(VARIANT_MAX_MESSAGE_BYTES), "retention.ms": str(2 * 24 * 3600 * 1000)},
     ),
-    TopicSpec(PHOTO_PROCESSED, 12, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
-    TopicSpec(PHOTO_READY, 12, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
-    TopicSpec(PHOTO_FAILED, 12, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    TopicSpec(PHOTO_PROCESSED, PARTITIONS, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+    TopicSpec(PHOTO_READY, PARTITIONS, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+    TopicSpec(PHOTO_FAILED, PARTITIONS, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
 )
 
 

@@ -13,14 +13,11 @@ from confluent_kafka import Consumer, TopicPartition
 from PIL import Image
 
 from photostream.config import GatewaySettings, KafkaSettings, S3Settings
-from photostream.objectstore import ObjectStore
 from photostream.topics import ensure_topics
-from producers.events import KafkaUploadEvents
-from producers.gateway import Services, create_app
-from producers.keys import S3KeyStore
-from producers.ledger import UploadLedger
+from producers.gateway import create_app
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_UPLOADS as UPLOADS
+from tests.gateway_client import auth, form, gateway_services
 
 pytestmark = pytest.mark.integration
 
@@ -40,37 +37,9 @@ def noisy_jpeg(megabytes: float) -> bytes:
     return out.getvalue()
 
 
-def form(*files: tuple[str, bytes], title: str | None = None, tags: str | None = None) -> aiohttp.FormData:
-    # quote_fields=False sends names as curl and browsers do, not percent-encoded.
-    data = aiohttp.FormData(quote_fields=False)
-    for name, body in files:
-        data.add_field("file", io.BytesIO(body), filename=name, content_type="application/octet-stream")
-    if title is not None:
-        data.add_field("title", title)
-    if tags is not None:
-        data.add_field("tags", tags)
-    return data
-
-
 @pytest.fixture(scope="module")
 def topics(local_stack):
     ensure_topics(local_stack.kafka)
-
-
-def _services(kafka: KafkaSettings, s3: S3Settings, settings: GatewaySettings) -> Services:
-    store = ObjectStore(s3)
-    return Services(
-        store=store,
-        keys=S3KeyStore(store),
-        ledger=UploadLedger(store, quota_cache_seconds=0),
-        events=KafkaUploadEvents(
-            kafka,
-            EventSerde(),
-            gateway_id=settings.instance_id,
-            bucket=s3.bucket,
-            delivery_timeout=settings.kafka_delivery_timeout,
-        ),
-    )
 
 
 @pytest.fixture
@@ -81,7 +50,7 @@ def settings():
 @pytest.fixture
 def make_client(aiohttp_client, local_stack, topics):
     async def make(settings: GatewaySettings, *, kafka=None, s3=None):
-        services = _services(kafka or local_stack.kafka, s3 or local_stack.s3, settings)
+        services = gateway_services(kafka or local_stack.kafka, s3 or local_stack.s3, settings)
         client = await aiohttp_client(create_app(settings, services))
         client.services = services
         return client
@@ -101,10 +70,6 @@ async def api_key(client, unique_name):
 
 def replace(settings: GatewaySettings, **changes) -> GatewaySettings:
     return settings.model_copy(update=changes)
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 async def problem(response, status: int) -> dict:

@@ -1,0 +1,198 @@
+"""The Faust app: one agent on ``photo-uploads`` that wires ``UploadHandler`` to the topics.
+
+Delivery (at least once, and idempotent, so nothing is lost and nothing doubled downstream):
+
+- Up to ``in_flight`` uploads are prepared at once (fetch, decode, variants) so every core works
+  even when one photographer fills one partition. Their decisions, sends and acks then happen
+  strictly in offset order per partition.
+- An input offset is acknowledged only after Kafka acknowledged every event emitted for it and
+  every duplicate-table write it caused. Faust only flushes best effort before committing, so
+  the agent awaits each delivery itself.
+- A failure that is not the input's fault (Kafka refused a send) stops the worker at once, as a
+  ``kill -9`` would: the partition's later uploads are not acknowledged, so another worker (or
+  this one, restarted) replays them from the last commit.
+
+Two faust behaviours are worked around here, both verified in faust-streaming 0.15.3:
+
+- Table writes take their changelog partition from ``current_event()``. A pipelined decision
+  runs in a task started when its own event arrived, so that context is the right one.
+- The consumer drops any message whose offset is below the last one it handed over
+  ("DROPPED MESSAGE"). After a takeover with table recovery, that set-aside can outlive a
+  seek back to the committed offset and silently lose messages. Replays are harmless here
+  (every effect is idempotent), so the check is turned off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from faust.types import TP, EventT, StreamT
+
+from photostream.config import KafkaSettings, WorkerSettings
+from photostream.topics import PARTITIONS, VARIANT_MAX_MESSAGE_BYTES
+from schemas import topics
+from schemas.errors import SerdeError
+from schemas.serde import EventSerde
+from streams.duplicates import DuplicateIndex
+from streams.handler import Source, UploadHandler
+
+log = logging.getLogger(__name__)
+
+DUPLICATES_TABLE = "duplicates"
+
+# Changelog sends of the decision being made, so it can wait for them before acknowledging.
+_changelog_sends: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("changelog_sends", default=None)
+
+
+class _TrackedTable(faust.Table):
+    """A table whose changelog sends can be awaited by the decision that caused them."""
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().send_changelog(*args, **kwargs)
+        sends = _changelog_sends.get()
+        if sends is not None:
+            sends.append(future)
+        return future
+
+
+class _NeverRead(dict):  # type: ignore[type-arg]
+    """A stand-in for the consumer's last-read offsets that never remembers one (see module doc)."""
+
+    def __getitem__(self, key: Any) -> None:
+        return None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        return None
+
+
+class _App(faust.App):
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        consumer._read_offset = _NeverRead()
+        return consumer
+
+
+def create_app(
+    worker: WorkerSettings,
+    kafka: KafkaSettings,
+    handler: UploadHandler,
+    serde: EventSerde,
+    *,
+    fatal: Callable[[BaseException], None] | None = None,
+) -> faust.App:
+    """Build the Faust app with its duplicate table and its agent.
+
+    Args:
+        worker: The worker's settings.
+        kafka: Where the brokers are.
+        handler: Prepares and decides each upload.
+        serde: Encodes and decodes events.
+        fatal: Called when the worker must stop without acknowledging anything more; the default
+            exits the process at once.
+    """
+    fatal = fatal or _exit_now
+    web: dict[str, Any] = {"web_enabled": False}
+    if worker.web_port:
+        web = {"web_enabled": True, "web_port": worker.web_port, "web_bind": "127.0.0.1"}
+    # A rebalance waits for the uploads in flight; the slowest is an original S3 keeps failing.
+    rebalance_timeout = max(60.0, worker.fetch_retry_seconds + 2 * worker.max_decode_seconds)
+    app = _App(
+        worker.app_id,
+        broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
+        Table=_TrackedTable,
+        topic_partitions=PARTITIONS,
+        topic_replication_factor=kafka.replication_factor,
+        table_standby_replicas=0 if kafka.replication_factor == 1 else 1,
+        broker_session_timeout=worker.session_timeout,
+        broker_heartbeat_interval=max(1.0, worker.session_timeout / 4),
+        broker_request_timeout=max(90.0, worker.session_timeout * 3),
+        broker_rebalance_timeout=rebalance_timeout,
+        broker_commit_interval=1.0,
+        broker_max_poll_records=max(8, worker.in_flight * 2),
+        stream_buffer_maxsize=max(16, worker.in_flight * 4),
+        consumer_auto_offset_reset="earliest",
+        datadir=str(worker.data_dir),
+        producer_request_timeout=60.0,
+        producer_max_request_size=VARIANT_MAX_MESSAGE_BYTES,
+        **web,
+    )
+    table = app.Table(DUPLICATES_TABLE, default=None, partitions=PARTITIONS)
+    duplicates = DuplicateIndex(table, max_distance=worker.duplicate_distance)
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    uploads = app.topic(topics.PHOTO_UPLOADS, **raw)
+    outputs = {
+        name: app.topic(name, **raw) for name in (topics.PHOTO_VARIANTS, topics.PHOTO_PROCESSED, topics.PHOTO_FAILED)
+    }
+
+    async def handle(stream: StreamT, event: EventT, previous: asyncio.Future[None] | None) -> None:
+        message = event.message
+        source = Source(message.topic, message.partition, message.offset)
+        try:
+            upload = serde.decode(event.value, source.topic, source.partition, source.offset)
+        except SerdeError as error:
+            # Nothing to emit without an upload id; the log names topic, partition and offset.
+            log.error("skipping an undecodable event: %s", error)
+            upload = None
+        prepared = await handler.prepare(upload, source) if upload is not None else None
+        if previous is not None:
+            await previous
+        sends: list[Any] = []
+        if prepared is not None:
+            _changelog_sends.set(sends)
+            for output in handler.decide(prepared, source, duplicates):
+                topic = topics.TOPIC_BY_EVENT[type(output)]
+                encoded = serde.encode(output, topic)
+                sends.append(await outputs[topic].send(key=output.photographer_id.encode(), value=encoded))
+        await asyncio.gather(*sends)
+        await stream.ack(event)
+
+    @app.agent(uploads, name="process-uploads")
+    async def process_uploads(stream: StreamT) -> None:
+        stream = stream.noack()
+        window = asyncio.Semaphore(worker.in_flight)
+        tails: dict[TP, asyncio.Future[None]] = {}
+        running: set[asyncio.Task[None]] = set()
+        async for event in stream.events():
+            await window.acquire()
+            tp = event.message.tp
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            previous, tails[tp] = tails.get(tp), done
+            # A task copies this context, where current_event() is this event: its table writes
+            # go to this event's changelog partition.
+            task = asyncio.create_task(handle(stream, event, previous))
+            running.add(task)
+            task.add_done_callback(lambda task, done=done: _finish(task, done, window, running, fatal))
+
+    return app
+
+
+def _finish(
+    task: asyncio.Task[None],
+    done: asyncio.Future[None],
+    window: asyncio.Semaphore,
+    running: set[asyncio.Task[None]],
+    fatal: Callable[[BaseException], None],
+) -> None:
+    running.discard(task)
+    window.release()
+    error = None if task.cancelled() else task.exception()
+    if task.cancelled():
+        done.cancel()
+    elif error is not None:
+        done.set_exception(error)
+        done.exception()  # marks it retrieved: the next upload re-raises it, this one reports it
+        log.critical("stopping: an upload could not be completed, it will be replayed", exc_info=error)
+        fatal(error)
+    else:
+        done.set_result(None)
+
+
+def _exit_now(_error: BaseException) -> None:
+    logging.shutdown()
+    os._exit(70)

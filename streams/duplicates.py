@@ -1,0 +1,130 @@
+"""Per-photographer duplicate detection: exact (same sha256) and near (perceptual hash close by).
+
+Pure logic over a key-value store, so the Faust agent backs it with a table (state that survives
+restarts and follows partitions) and tests back it with a dict.
+
+Near-duplicates use multi-index hashing: a 64-bit hash is cut into ``max_distance + 1`` blocks.
+Two hashes within ``max_distance`` bits of each other agree exactly on at least one block (by
+pigeonhole), so each block value is a key whose bucket lists the hashes that had it. A lookup
+reads ``max_distance + 1`` buckets instead of scanning every earlier photo.
+
+Order: every record carries a sequence (the event's partition offset; one photographer's events
+share one partition). A photo is only ever the duplicate of one with a lower sequence, and a
+replayed event finds itself and skips it, so decisions follow upload order and a replay after a
+crash repeats the same decision.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+HASH_BITS = 64
+MAX_DISTANCE_LIMIT = 15  # blocks of at least 4 bits; beyond it buckets stop narrowing anything
+
+DuplicateKind = Literal["exact", "near"]
+
+
+class Store(Protocol):
+    """The slice of a mapping the index needs; a Faust table and a dict both provide it."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value at ``key``, or ``default``."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """Set the value at ``key``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The earlier photo a new one duplicates.
+
+    Attributes:
+        upload_id: The earlier photo's id.
+        kind: ``exact`` for identical bytes, ``near`` for a close perceptual hash.
+        distance: Hamming distance between the perceptual hashes (0 for exact).
+    """
+
+    upload_id: uuid.UUID
+    kind: DuplicateKind
+    distance: int
+
+
+class DuplicateIndex:
+    """Finds and records each photographer's earlier photos by content."""
+
+    def __init__(self, store: Store, *, max_distance: int = 6) -> None:
+        """Create the index.
+
+        Args:
+            store: Where entries live. Keys are strings; values are lists of plain JSON values.
+            max_distance: Largest Hamming distance (bits of 64) that still counts as a near-duplicate.
+                Changing it changes the bucket layout, so it must stay fixed for a store's lifetime.
+        """
+        if not 0 <= max_distance <= MAX_DISTANCE_LIMIT:
+            raise ValueError(f"max_distance must be 0-{MAX_DISTANCE_LIMIT}, got {max_distance}")
+        self._store = store
+        self._max_distance = max_distance
+        self._blocks = _blocks(max_distance + 1)
+
+    def check_and_record(
+        self, photographer_id: str, upload_id: uuid.UUID, *, sha256: str, phash: str, sequence: int
+    ) -> Duplicate | None:
+        """Return the earlier photo this one duplicates, if any, and remember this one.
+
+        Args:
+            photographer_id: Whose photo it is; photographers never match each other.
+            upload_id: The photo's id.
+            sha256: Hex digest of the original's bytes.
+            phash: 16 hex digits of the 64-bit perceptual hash.
+            sequence: The photo's position in its photographer's upload order.
+
+        Returns:
+            The earliest exact duplicate, else the closest (then earliest) near-duplicate, else None.
+        """
+        own_id = str(upload_id)
+        value = int(phash, 16)
+        exact_key = f"{photographer_id}/sha256/{sha256}"
+        exact = self._store.get(exact_key)
+        match: Duplicate | None = None
+        if exact is not None and exact[0] != own_id and exact[1] < sequence:
+            match = Duplicate(uuid.UUID(exact[0]), "exact", 0)
+        bucket_keys = list(self._bucket_keys(photographer_id, value))
+        if match is None:
+            match = self._nearest(bucket_keys, own_id, value, sequence)
+        if exact is None:
+            self._store[exact_key] = [own_id, sequence]
+        for key in bucket_keys:
+            bucket = self._store.get(key) or []
+            if not any(entry[1] == own_id for entry in bucket):
+                self._store[key] = [*bucket, [phash, own_id, sequence]]
+        return match
+
+    def _nearest(self, bucket_keys: list[str], own_id: str, value: int, sequence: int) -> Duplicate | None:
+        best: tuple[int, int, str] | None = None
+        for key in bucket_keys:
+            for other_hash, other_id, other_sequence in self._store.get(key) or []:
+                if other_id == own_id or other_sequence >= sequence:
+                    continue
+                distance = (int(other_hash, 16) ^ value).bit_count()
+                candidate = (distance, other_sequence, other_id)
+                if distance <= self._max_distance and (best is None or candidate < best):
+                    best = candidate
+        return None if best is None else Duplicate(uuid.UUID(best[2]), "near", best[0])
+
+    def _bucket_keys(self, photographer_id: str, value: int) -> Iterator[str]:
+        for index, (shift, mask) in enumerate(self._blocks):
+            yield f"{photographer_id}/phash/{self._max_distance}/{index}/{(value >> shift) & mask:x}"
+
+
+def _blocks(count: int) -> list[tuple[int, int]]:
+    """Split 64 bits into ``count`` contiguous blocks as (shift, mask), sizes differing by at most one."""
+    blocks = []
+    shift = 0
+    for index in range(count):
+        size = HASH_BITS // count + (1 if index < HASH_BITS % count else 0)
+        blocks.append((shift, (1 << size) - 1))
+        shift += size
+    return blocks

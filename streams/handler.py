@@ -1,0 +1,192 @@
+"""What a worker does with one ``UploadReceived``, in two steps, with no Kafka in it.
+
+``prepare`` fetches the original and runs the image work. It is slow and runs for several uploads
+at once. ``decide`` checks duplicates and builds the events to emit. It is quick, touches the
+duplicate index, and the agent runs it for one partition's uploads strictly in their order, so
+the earlier upload is always the original.
+
+Bad input never raises out of here: it becomes a ``ProcessingFailed`` with a reason code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import tenacity
+
+from photostream.objectstore import ObjectMissing, StoreError
+from schemas.events import (
+    Event,
+    FailureReason,
+    ImageProcessed,
+    ProcessingFailed,
+    Stage,
+    UploadReceived,
+    VariantRendered,
+)
+from streams.duplicates import DuplicateIndex
+from streams.imaging import ImageError, variant_count
+from streams.processing import ImageProcessor, Processed
+
+log = logging.getLogger(__name__)
+
+
+class Originals(Protocol):
+    """Where originals are read from (``photostream.objectstore.ObjectStore`` in production)."""
+
+    async def get(self, key: str) -> bytes:
+        """Return the object's bytes; raise ``ObjectMissing`` or another ``StoreError``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an event was read: for dead letters and for ordering duplicates."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """The slow part's result: the image work, or why there is none."""
+
+    upload: UploadReceived
+    started_at: datetime
+    processed: Processed | None = None
+    failure: ProcessingFailed | None = None
+
+
+class UploadHandler:
+    """Turns uploads into ``VariantRendered`` + ``ImageProcessed``, or a ``ProcessingFailed``."""
+
+    def __init__(
+        self,
+        originals: Originals,
+        processor: ImageProcessor,
+        *,
+        gps_opt_in: frozenset[str] = frozenset(),
+        fetch_retry_seconds: float = 120.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """Create the handler.
+
+        Args:
+            originals: The store originals are read from.
+            processor: Runs the image library off the event loop.
+            gps_opt_in: Photographers whose GPS coordinates stay in their metadata.
+            fetch_retry_seconds: How long an unreachable store is retried before the upload fails.
+            clock: The current time (tests pin it).
+        """
+        self._originals = originals
+        self._processor = processor
+        self._gps_opt_in = gps_opt_in
+        self._clock = clock
+        self._fetch = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(lambda error: isinstance(error, StoreError) and error.retriable),
+            wait=tenacity.wait_exponential_jitter(initial=0.2, max=10),
+            stop=tenacity.stop_after_delay(fetch_retry_seconds),
+            before_sleep=tenacity.before_sleep_log(log, logging.WARNING),
+            reraise=True,
+        )
+
+    async def prepare(self, upload: UploadReceived, source: Source) -> Prepared:
+        """Fetch the original and derive everything from it; never raises on bad input."""
+        started_at = self._clock()
+        try:
+            data = await self._fetch(self._originals.get, upload.original_key)
+        except ObjectMissing:
+            return self._failed(upload, source, started_at, FailureReason.MISSING_ORIGINAL, "the original is gone")
+        except StoreError as error:
+            detail = f"the original could not be read: {error!r}"
+            return self._failed(upload, source, started_at, FailureReason.INTERNAL, detail)
+        if hashlib.sha256(data).hexdigest() != upload.sha256:
+            detail = "the stored original does not match the sha256 the gateway recorded"
+            return self._failed(upload, source, started_at, FailureReason.CORRUPT, detail)
+        try:
+            processed = await self._processor.process(data, keep_gps=upload.photographer_id in self._gps_opt_in)
+        except ImageError as error:
+            return self._failed(upload, source, started_at, error.reason, error.detail)
+        except Exception as error:  # a library bug must not stop the partition
+            log.exception("processing %s failed unexpectedly", upload.upload_id)
+            return self._failed(upload, source, started_at, FailureReason.INTERNAL, f"unexpected error: {error!r}")
+        return Prepared(upload=upload, started_at=started_at, processed=processed)
+
+    def decide(self, prepared: Prepared, source: Source, duplicates: DuplicateIndex) -> Sequence[Event]:
+        """Check for duplicates and return the events to emit, variants first.
+
+        Call it for one partition's uploads in offset order: the index records each upload as it
+        decides, and an upload only duplicates an earlier one.
+        """
+        upload, processed = prepared.upload, prepared.processed
+        if processed is None:
+            return () if prepared.failure is None else (prepared.failure,)
+        duplicate = duplicates.check_and_record(
+            upload.photographer_id,
+            upload.upload_id,
+            sha256=upload.sha256,
+            phash=processed.fingerprints.phash,
+            sequence=source.offset,
+        )
+        now = self._clock()
+        count = variant_count(self._processor.variants)
+        variants = [
+            VariantRendered(
+                upload_id=upload.upload_id,
+                photographer_id=upload.photographer_id,
+                variant=variant.variant,
+                format=variant.format,
+                content_type=variant.content_type,
+                width=variant.width,
+                height=variant.height,
+                data=variant.data,
+                sha256=variant.sha256,
+                variant_count=count,
+                received_at=upload.received_at,
+                rendered_at=now,
+            )
+            for variant in processed.variants
+        ]
+        timings = processed.timings
+        summary = ImageProcessed(
+            upload_id=upload.upload_id,
+            photographer_id=upload.photographer_id,
+            sha256=upload.sha256,
+            metadata=processed.metadata,
+            phash=processed.fingerprints.phash,
+            placeholder=processed.fingerprints.placeholder,
+            duplicate_of=duplicate.upload_id if duplicate else None,
+            duplicate_kind=duplicate.kind if duplicate else None,
+            variant_names=tuple(dict.fromkeys(variant.variant for variant in processed.variants)),
+            received_at=upload.received_at,
+            processing_started_at=prepared.started_at,
+            processed_at=now,
+            decode_ms=timings.decode_ms,
+            metadata_ms=timings.metadata_ms,
+            hash_ms=timings.hash_ms,
+            render_ms=timings.render_ms,
+        )
+        return (*variants, summary)
+
+    def _failed(
+        self, upload: UploadReceived, source: Source, started_at: datetime, reason: FailureReason, detail: str
+    ) -> Prepared:
+        failure = ProcessingFailed(
+            upload_id=upload.upload_id,
+            photographer_id=upload.photographer_id,
+            stage=Stage.PROCESSING,
+            reason=reason,
+            detail=detail,
+            source_topic=source.topic,
+            source_partition=source.partition,
+            source_offset=source.offset,
+            received_at=upload.received_at,
+            failed_at=self._clock(),
+        )
+        log.info("upload %s failed: %s (%s)", upload.upload_id, reason.value, detail)
+        return Prepared(upload=upload, started_at=started_at, failure=failure)

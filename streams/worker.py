@@ -1,0 +1,70 @@
+"""Run a processing worker: real adapters from settings, then Faust's worker until stopped."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import faust
+from pydantic import TypeAdapter
+
+from photostream.config import KafkaSettings, S3Settings, SchemaRegistrySettings, WorkerSettings
+from photostream.objectstore import ObjectStore
+from photostream.topics import ensure_topics
+from schemas.serde import EventSerde
+from streams.app import create_app
+from streams.handler import UploadHandler
+from streams.imaging import DEFAULT_VARIANTS, Limits, VariantSpec
+from streams.processing import ImageProcessor
+
+log = logging.getLogger(__name__)
+
+_VARIANT_SPECS = TypeAdapter(tuple[VariantSpec, ...])
+
+
+def load_variants(text: str) -> tuple[VariantSpec, ...]:
+    """Parse ``WORKER_VARIANTS`` (a JSON list of specs); the default spec when empty.
+
+    Raises:
+        ValueError: The JSON is malformed or a spec is invalid (names, sizes, formats).
+    """
+    if not text.strip():
+        return DEFAULT_VARIANTS
+    specs = _VARIANT_SPECS.validate_json(text)
+    if not specs:
+        raise ValueError("WORKER_VARIANTS lists no variant")
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"WORKER_VARIANTS repeats a name: {names}")
+    return specs
+
+
+def build_app(
+    worker: WorkerSettings, kafka: KafkaSettings, s3: S3Settings, registry: SchemaRegistrySettings
+) -> faust.App:
+    """Wire the image library, S3 and Kafka into the Faust app."""
+    processor = ImageProcessor(
+        ThreadPoolExecutor(worker.threads, thread_name_prefix="imaging"),
+        variants=load_variants(worker.variants),
+        limits=Limits(max_pixels=worker.max_pixels, max_decode_seconds=worker.max_decode_seconds),
+    )
+    handler = UploadHandler(
+        ObjectStore(s3),
+        processor,
+        gps_opt_in=worker.gps_opt_in_ids(),
+        fetch_retry_seconds=worker.fetch_retry_seconds,
+    )
+    return create_app(worker, kafka, handler, EventSerde(registry.url))
+
+
+def run_worker(loglevel: str = "info") -> None:
+    """Run one worker until SIGINT or SIGTERM; several share the partitions of photo-uploads."""
+    worker, kafka, s3, registry = WorkerSettings(), KafkaSettings(), S3Settings(), SchemaRegistrySettings()
+    created = ensure_topics(kafka)
+    if created:
+        log.info("created topics %s", ", ".join(created))
+    app = build_app(worker, kafka, s3, registry)
+    # Bad input is reported once, as a ProcessingFailed; libvips would also log every failed tile.
+    logging.getLogger("pyvips").setLevel(logging.ERROR)
+    logging.getLogger("exifread").setLevel(logging.ERROR)
+    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
