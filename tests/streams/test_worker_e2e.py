@@ -5,65 +5,15 @@ from __future__ import annotations
 import io
 import uuid
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from photostream.config import GatewaySettings
-from photostream.topics import ensure_topics
-from producers.gateway import create_app
 from schemas.events import FailureReason, ImageProcessed, ProcessingFailed, VariantRendered
 from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_VARIANTS
-from tests.gateway_client import auth, form, gateway_services
-from tests.streams.workers import OutputReader, WorkerGroup, delete_group_topics, start_group_at_end
+from tests.streams.uploads import photo, upload
+from tests.streams.workers import OutputReader
 
 pytestmark = pytest.mark.integration
-
-
-def photo(seed: int, *, size=(1200, 800), quality=90, orientation: int | None = None, make="Canon") -> bytes:
-    """A photo-like JPEG: smooth shapes per seed, with camera EXIF."""
-    rng = np.random.default_rng(seed)
-    height, width = size[1], size[0]
-    y, x = np.mgrid[0:height, 0:width]
-    channels = [
-        127 + 120 * np.sin(x / (40 + 30 * rng.random()) + rng.random() * 6) * np.cos(y / (50 + 30 * rng.random()))
-        for _ in range(3)
-    ]
-    image = Image.fromarray(np.clip(np.stack(channels, -1), 0, 255).astype("uint8"))
-    exif = Image.Exif()
-    exif[0x010F] = make
-    exif[0x0110] = f"{make} Test Body"
-    if orientation:
-        exif[0x0112] = orientation
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=quality, exif=exif)
-    return out.getvalue()
-
-
-@pytest.fixture
-def workers(local_stack, tmp_path, unique_name):
-    ensure_topics(local_stack.kafka)
-    group = WorkerGroup(local_stack.kafka, local_stack.s3, unique_name("test-processing"), tmp_path)
-    start_group_at_end(local_stack.kafka, group.app_id)
-    yield group
-    group.stop_all()
-    delete_group_topics(local_stack.kafka, group.app_id)
-
-
-@pytest.fixture
-async def gateway(aiohttp_client, local_stack):
-    settings = GatewaySettings(daily_quota=10_000)
-    services = gateway_services(local_stack.kafka, local_stack.s3, settings)
-    client = await aiohttp_client(create_app(settings, services))
-    client.services = services
-    return client
-
-
-async def upload(gateway, api_key: str, *files: tuple[str, bytes]) -> list[dict]:
-    response = await gateway.post("/v1/uploads", data=form(*files), headers=auth(api_key))
-    body = await response.json()
-    assert response.status == 202, body
-    return body["uploads"]
 
 
 async def test_uploads_come_out_as_processed_variants_and_failures(gateway, workers, local_stack, unique_name):

@@ -1,0 +1,127 @@
+"""Two workers share the partitions; one is killed mid-stream and nothing is lost or decided twice.
+
+Kafka redelivers what the dead worker had not committed, so some uploads are processed again: the
+events it re-emits carry the same ids and the same decisions, which is what lets the sinks write
+each image once. The test counts and prints both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import uuid
+from collections import defaultdict
+
+import pytest
+from aiokafka.partitioner import murmur2
+from PIL import Image
+
+from photostream.topics import PARTITIONS
+from schemas.events import ImageProcessed
+from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_VARIANTS
+from tests.streams.uploads import photo, upload
+from tests.streams.workers import OutputReader
+
+pytestmark = pytest.mark.integration
+
+PHOTOGRAPHERS = 8
+PHOTOS_EACH = 6
+
+
+def photographers_on_distinct_partitions(unique_name, count: int) -> list[str]:
+    """Photographer ids on ``count`` different partitions: each of two workers owns some of them."""
+    chosen: dict[int, str] = {}
+    while len(chosen) < count:
+        name = unique_name("ph")
+        chosen.setdefault((murmur2(name.encode()) & 0x7FFFFFFF) % PARTITIONS, name)
+    return list(chosen.values())
+
+
+def near_copy(data: bytes) -> bytes:
+    image = Image.open(io.BytesIO(data))
+    out = io.BytesIO()
+    image.resize((image.width * 9 // 10, image.height * 9 // 10)).save(out, "JPEG", quality=70)
+    return out.getvalue()
+
+
+@pytest.mark.timeout(600)
+async def test_a_killed_worker_loses_nothing_and_decides_nothing_twice(gateway, workers, local_stack, unique_name):
+    names = photographers_on_distinct_partitions(unique_name, PHOTOGRAPHERS)
+    keys = {name: await gateway.services.keys.create(name) for name in names}
+    reader = OutputReader(local_stack.kafka)
+    who = set(names)
+    first_worker, _second = workers.start(), workers.start()
+    originals: dict[str, bytes] = {}
+    expected_duplicate: dict[uuid.UUID, uuid.UUID] = {}
+    accepted: list[uuid.UUID] = []
+
+    def processed_ids(r: OutputReader) -> set[uuid.UUID]:
+        return {event.upload_id for event in r.of(PHOTO_PROCESSED, who)}
+
+    try:
+        # Every photographer's first photo, processed before anything breaks.
+        for index, name in enumerate(names):
+            originals[name] = photo(1000 + index, size=(1600, 1200))
+            (item,) = await upload(gateway, keys[name], ("first.jpg", originals[name]))
+            accepted.append(uuid.UUID(item["upload_id"]))
+        firsts = dict(zip(names, accepted, strict=True))
+        assert reader.poll_until(lambda r: processed_ids(r) >= set(accepted), timeout=120), workers.logs()
+
+        # A stream of distinct photos from everyone at once; one worker dies part-way through.
+        async def send_all(name: str, offset: int) -> list[uuid.UUID]:
+            files = [(f"{i}.jpg", photo(offset + i, size=(1600, 1200))) for i in range(PHOTOS_EACH)]
+            return [uuid.UUID(item["upload_id"]) for item in await upload(gateway, keys[name], *files)]
+
+        batches = await asyncio.gather(*(send_all(name, 2000 + 100 * i) for i, name in enumerate(names)))
+        stream = [upload_id for batch in batches for upload_id in batch]
+        accepted.extend(stream)
+        assert reader.poll_until(lambda r: len(processed_ids(r) & set(stream)) >= len(stream) // 4, timeout=120)
+        first_worker.kill()
+        killed_at = time.monotonic()
+
+        # Near-copies of each first photo, sent after the kill: the duplicate table must have
+        # followed the dead worker's partitions to the survivor.
+        for name in names:
+            (item,) = await upload(gateway, keys[name], ("again.jpg", near_copy(originals[name])))
+            copy_id = uuid.UUID(item["upload_id"])
+            accepted.append(copy_id)
+            expected_duplicate[copy_id] = firsts[name]
+
+        done = reader.poll_until(lambda r: processed_ids(r) >= set(accepted), timeout=240)
+        recovered_in = time.monotonic() - killed_at
+        events = reader.of(PHOTO_PROCESSED, who)
+        failures = reader.of(PHOTO_FAILED, who)
+        variants = reader.of(PHOTO_VARIANTS, who)
+    finally:
+        reader.close()
+
+    by_upload: dict[uuid.UUID, list[ImageProcessed]] = defaultdict(list)
+    for event in events:
+        by_upload[event.upload_id].append(event)
+    lost = set(accepted) - set(by_upload)
+    replayed = sum(len(copies) - 1 for copies in by_upload.values())
+    inconsistent = [
+        upload_id
+        for upload_id, copies in by_upload.items()
+        if len({(c.duplicate_of, c.duplicate_kind, c.phash, c.metadata) for c in copies}) > 1
+    ]
+    print(
+        f"\nworker failover: accepted={len(accepted)} processed={len(by_upload)} lost={len(lost)} "
+        f"replayed events={replayed} inconsistent decisions={len(inconsistent)} failed={len(failures)} "
+        f"all done {recovered_in:.1f}s after the kill"
+    )
+    assert done, workers.logs()
+    assert not lost
+    assert not failures
+    assert not inconsistent
+    assert set(by_upload) == set(accepted)
+    for copy_id, original_id in expected_duplicate.items():
+        assert {c.duplicate_of for c in by_upload[copy_id]} == {original_id}
+    assert all(c.duplicate_of is None for upload_id in stream for c in by_upload[upload_id])
+    # Every variant rendered twice is byte-identical: a replay rewrites the same objects.
+    digests: dict[tuple[uuid.UUID, str, str], set[str]] = defaultdict(set)
+    for variant in variants:
+        digests[(variant.upload_id, variant.variant, variant.format)].add(variant.sha256)
+    assert len(digests) == 5 * len(accepted)
+    assert all(len(shas) == 1 for shas in digests.values())
