@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from photostream.config import GatewaySettings, S3Settings
 from photostream.objectstore import ObjectStore
 from photostream.stack import Stack, State
+from photostream.supervisor import Child, Supervisor
 from producers.keys import S3KeyStore
 
 DEMO_PHOTOGRAPHER = "demo"
+# Two workers share the partitions, as in production, so a crash of one is covered by the other.
+LOCAL_WORKERS = 2
 
 
 async def _dev_api_key(path: Path, s3: S3Settings) -> str:
@@ -33,7 +37,7 @@ async def _dev_api_key(path: Path, s3: S3Settings) -> str:
 
 
 def run_local(echo: Callable[[str], None]) -> None:
-    """Start the stack, then serve the gateway until SIGINT/SIGTERM; stop what was started."""
+    """Start the stack and the workers, then serve the gateway until SIGINT/SIGTERM; stop what was started."""
     from producers.service import run_gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -42,7 +46,16 @@ def run_local(echo: Callable[[str], None]) -> None:
     started = {item.name for item in report if item.state is State.STARTED}
     for line in report:
         echo(str(line))
+    logs = stack.settings.var_dir / "log"
+    workers = Supervisor(
+        [
+            Child(f"worker-{n}", [sys.executable, "-m", "photostream", "worker"], logs / f"worker-{n}.log")
+            for n in range(1, LOCAL_WORKERS + 1)
+        ]
+    )
     try:
+        workers.start()
+        echo(f"workers: {LOCAL_WORKERS} (logs in {logs})")
         api_key = asyncio.run(_dev_api_key(stack.settings.var_dir / "dev-api-key", S3Settings()))
         gateway = GatewaySettings()
         echo(f"gateway: http://{gateway.host}:{gateway.port}")
@@ -50,6 +63,8 @@ def run_local(echo: Callable[[str], None]) -> None:
         echo("press Ctrl-C to stop")
         run_gateway()
     finally:
+        echo("stopping the workers")
+        workers.stop()
         if started:
             echo("stopping " + ", ".join(sorted(started)))
             for line in stack.down(only=started):

@@ -12,20 +12,14 @@ Delivery (at least once, and idempotent, so nothing is lost and nothing doubled 
   ``kill -9`` would: the partition's later uploads are not acknowledged, so another worker (or
   this one, restarted) replays them from the last commit.
 
-Two faust behaviours are worked around here, both verified in faust-streaming 0.15.3:
-
-- Table writes take their changelog partition from ``current_event()``. A pipelined decision
-  runs in a task started when its own event arrived, so that context is the right one.
-- The consumer drops any message whose offset is below the last one it handed over
-  ("DROPPED MESSAGE"). After a takeover with table recovery, that set-aside can outlive a
-  seek back to the committed offset and silently lose messages. Replays are harmless here
-  (every effect is idempotent), so the check is turned off.
+faust itself loses messages on a takeover in three ways; ``streams.faust_fixes`` explains and
+fixes them. One more rule comes from faust: a table write takes its changelog partition from
+``current_event()``, so each decision runs in a task started when its own event arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 from collections.abc import Callable
@@ -40,42 +34,12 @@ from schemas import topics
 from schemas.errors import SerdeError
 from schemas.serde import EventSerde
 from streams.duplicates import DuplicateIndex
+from streams.faust_fixes import App, TrackedTable, changelog_sends
 from streams.handler import Source, UploadHandler
 
 log = logging.getLogger(__name__)
 
 DUPLICATES_TABLE = "duplicates"
-
-# Changelog sends of the decision being made, so it can wait for them before acknowledging.
-_changelog_sends: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("changelog_sends", default=None)
-
-
-class _TrackedTable(faust.Table):
-    """A table whose changelog sends can be awaited by the decision that caused them."""
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        future = super().send_changelog(*args, **kwargs)
-        sends = _changelog_sends.get()
-        if sends is not None:
-            sends.append(future)
-        return future
-
-
-class _NeverRead(dict):  # type: ignore[type-arg]
-    """A stand-in for the consumer's last-read offsets that never remembers one (see module doc)."""
-
-    def __getitem__(self, key: Any) -> None:
-        return None
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        return None
-
-
-class _App(faust.App):
-    def _new_consumer(self) -> Any:
-        consumer = super()._new_consumer()
-        consumer._read_offset = _NeverRead()
-        return consumer
 
 
 def create_app(
@@ -102,10 +66,10 @@ def create_app(
         web = {"web_enabled": True, "web_port": worker.web_port, "web_bind": "127.0.0.1"}
     # A rebalance waits for the uploads in flight; the slowest is an original S3 keeps failing.
     rebalance_timeout = max(60.0, worker.fetch_retry_seconds + 2 * worker.max_decode_seconds)
-    app = _App(
+    app = App(
         worker.app_id,
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
-        Table=_TrackedTable,
+        Table=TrackedTable,
         topic_partitions=PARTITIONS,
         topic_replication_factor=kafka.replication_factor,
         table_standby_replicas=0 if kafka.replication_factor == 1 else 1,
@@ -144,7 +108,7 @@ def create_app(
             await previous
         sends: list[Any] = []
         if prepared is not None:
-            _changelog_sends.set(sends)
+            changelog_sends.set(sends)
             for output in handler.decide(prepared, source, duplicates):
                 topic = topics.TOPIC_BY_EVENT[type(output)]
                 encoded = serde.encode(output, topic)

@@ -89,7 +89,7 @@ class UploadHandler:
         self._clock = clock
         self._fetch = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(lambda error: isinstance(error, StoreError) and error.retriable),
-            wait=tenacity.wait_exponential_jitter(initial=0.2, max=10),
+            wait=tenacity.wait_random_exponential(multiplier=0.2, max=10),
             stop=tenacity.stop_after_delay(fetch_retry_seconds),
             before_sleep=tenacity.before_sleep_log(log, logging.WARNING),
             reraise=True,

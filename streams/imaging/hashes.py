@@ -47,7 +47,7 @@ def fingerprint(original: Original) -> Fingerprints:
     scale = _PLACEHOLDER_PX / max(width, height)
     tiny = picture.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
     x_components, y_components = (_BLURHASH_COMPONENTS, 3) if width >= height else (3, _BLURHASH_COMPONENTS)
-    return Fingerprints(phash=phash, placeholder=blurhash.encode(tiny, x_components, y_components))
+    return Fingerprints(phash=phash, placeholder=blurhash.encode(np.asarray(tiny), x_components, y_components))
 
 
 def hamming_distance(first: str, second: str) -> int:

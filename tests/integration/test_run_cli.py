@@ -10,10 +10,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 
 import httpx
 import pytest
 from PIL import Image
+
+from schemas.topics import PHOTO_PROCESSED
+from tests.streams.workers import OutputReader
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +54,7 @@ def test_keys_create_refuses_a_bad_photographer_id(local_stack):
     assert "invalid photographer id" in result.stderr
 
 
-def test_run_serves_the_gateway_with_a_dev_key_and_stops_on_ctrl_c(local_stack):
+def test_run_serves_the_gateway_and_workers_with_a_dev_key_and_stops_on_ctrl_c(local_stack):
     port = _free_port()
     env = {**os.environ, "GATEWAY_PORT": str(port)}
     proc = subprocess.Popen([*PHOTOSTREAM, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -76,6 +80,7 @@ def test_run_serves_the_gateway_with_a_dev_key_and_stops_on_ctrl_c(local_stack):
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
+        reader = OutputReader(local_stack.kafka, [PHOTO_PROCESSED])
         response = httpx.post(
             f"{url}/v1/uploads",
             files={"file": ("demo.jpg", _jpeg(), "image/jpeg")},
@@ -83,6 +88,14 @@ def test_run_serves_the_gateway_with_a_dev_key_and_stops_on_ctrl_c(local_stack):
             timeout=30,
         )
         assert response.status_code == 202, response.text
+        upload_id = uuid.UUID(response.json()["uploads"][0]["upload_id"])
+        try:
+            processed = reader.poll_until(
+                lambda r: any(e.upload_id == upload_id for e in r.events[PHOTO_PROCESSED]), timeout=120
+            )
+        finally:
+            reader.close()
+        assert processed, "the workers `run` started did not process the upload"
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
