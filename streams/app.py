@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -94,7 +95,7 @@ def create_app(
         name: app.topic(name, **raw) for name in (topics.PHOTO_VARIANTS, topics.PHOTO_PROCESSED, topics.PHOTO_FAILED)
     }
 
-    async def handle(stream: StreamT, event: EventT, previous: asyncio.Future[None] | None) -> None:
+    async def handle(stream: StreamT, event: EventT, step: _Step, previous: _Step | None) -> None:
         message = event.message
         source = Source(message.topic, message.partition, message.offset)
         try:
@@ -105,7 +106,7 @@ def create_app(
             upload = None
         prepared = await handler.prepare(upload, source) if upload is not None else None
         if previous is not None:
-            await previous
+            await previous.sent
         sends: list[Any] = []
         if prepared is not None:
             changelog_sends.set(sends)
@@ -113,48 +114,76 @@ def create_app(
                 topic = topics.TOPIC_BY_EVENT[type(output)]
                 encoded = serde.encode(output, topic)
                 sends.append(await outputs[topic].send(key=output.photographer_id.encode(), value=encoded))
+        # The producer keeps per-partition order, so the next upload may send before these are
+        # delivered; only its acknowledgement waits for this one's.
+        step.sent.set_result(None)
         await asyncio.gather(*sends)
+        if previous is not None:
+            await previous.acked
         await stream.ack(event)
 
     @app.agent(uploads, name="process-uploads")
     async def process_uploads(stream: StreamT) -> None:
         stream = stream.noack()
         window = asyncio.Semaphore(worker.in_flight)
-        tails: dict[TP, asyncio.Future[None]] = {}
+        tails: dict[TP, _Step] = {}
         running: set[asyncio.Task[None]] = set()
         async for event in stream.events():
             await window.acquire()
             tp = event.message.tp
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            previous, tails[tp] = tails.get(tp), done
+            step = _Step.create()
+            previous, tails[tp] = tails.get(tp), step
             # A task copies this context, where current_event() is this event: its table writes
             # go to this event's changelog partition.
-            task = asyncio.create_task(handle(stream, event, previous))
+            task = asyncio.create_task(handle(stream, event, step, previous))
             running.add(task)
-            task.add_done_callback(lambda task, done=done: _finish(task, done, window, running, fatal))
+            task.add_done_callback(lambda task, step=step: _finish(task, step, window, running, fatal))
 
     return app
 
 
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One upload's progress, which the next upload of its partition waits on."""
+
+    sent: asyncio.Future[None]
+    acked: asyncio.Future[None]
+
+    @classmethod
+    def create(cls) -> _Step:
+        loop = asyncio.get_running_loop()
+        return cls(sent=loop.create_future(), acked=loop.create_future())
+
+    def fail(self, error: BaseException) -> None:
+        for future in (self.sent, self.acked):
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # marks it retrieved: the next upload re-raises it, this one reports it
+
+    def cancel(self) -> None:
+        for future in (self.sent, self.acked):
+            future.cancel()
+
+
 def _finish(
     task: asyncio.Task[None],
-    done: asyncio.Future[None],
+    step: _Step,
     window: asyncio.Semaphore,
     running: set[asyncio.Task[None]],
     fatal: Callable[[BaseException], None],
 ) -> None:
     running.discard(task)
     window.release()
-    error = None if task.cancelled() else task.exception()
     if task.cancelled():
-        done.cancel()
-    elif error is not None:
-        done.set_exception(error)
-        done.exception()  # marks it retrieved: the next upload re-raises it, this one reports it
-        log.critical("stopping: an upload could not be completed, it will be replayed", exc_info=error)
-        fatal(error)
-    else:
-        done.set_result(None)
+        step.cancel()
+        return
+    error = task.exception()
+    if error is None:
+        step.acked.set_result(None)
+        return
+    step.fail(error)
+    log.critical("stopping: an upload could not be completed, it will be replayed", exc_info=error)
+    fatal(error)
 
 
 def _exit_now(_error: BaseException) -> None:

@@ -12,6 +12,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
@@ -141,6 +142,9 @@ def _clean(text: str | None) -> str | None:
 
 
 def _as_float(value: Any) -> float | None:
+    # exifread wraps DOUBLE values in one-element tuples.
+    if isinstance(value, tuple | list) and len(value) == 1:
+        value = value[0]
     try:
         number = float(Fraction(value)) if not isinstance(value, float) else value
     except (ZeroDivisionError, TypeError, ValueError, OverflowError):
@@ -182,9 +186,11 @@ def _datetime(tags: Tags) -> str | None:
         match = _EXIF_DATETIME.match(text or "")
         if match is None:
             continue
-        year, month, day, hour, minute, second = (int(part) for part in match.groups())
-        if 1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61 and year > 0:
-            return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
+        try:
+            moment = datetime(*(int(part) for part in match.groups()))  # EXIF times are local
+        except ValueError:  # February 30th, hour 25, year 0...
+            continue
+        return moment.isoformat()
     return None
 
 

@@ -7,6 +7,7 @@ wheel cannot decode: pillow-heif decodes it once into memory and the variants ar
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,23 +89,50 @@ class Original:
         return self.width, self.height
 
     def thumbnail(self, width: int, height: int, *, crop: str = "none") -> pyvips.Image:
-        """Return a lazy, upright image that fits ``width`` x ``height`` (fills it when cropping).
+        """Return an upright copy in memory that fits ``width`` x ``height``, or fills it when cropping.
 
         Never upscales. JPEG, WebP and HEIF shrink on load, so a small thumbnail of a large photo
-        decodes a fraction of the pixels. Nothing is computed until the result is written or read;
-        pass it to ``compute`` for bounded work.
+        decodes a fraction of the pixels. The decode runs here, within ``limits``; turning and
+        cropping then work on the small copy. Colours are converted to sRGB from an embedded
+        ICC profile (CMYK without one through libvips' built-in profile).
 
         Args:
             width: Target width (the long side for a box).
             height: Target height.
             crop: ``none`` to fit inside the box, else ``centre`` or ``attention`` to fill it.
+
+        Raises:
+            ImageError: ``corrupt`` when the pixels cannot be decoded in time.
         """
-        options: dict[str, Any] = {"height": height, "size": "down", "crop": crop}
-        if self._decoded is not None:
-            return self._decoded.thumbnail_image(width, no_rotate=True, **options)
-        # A truncated file is an error, not a grey band: the loader's own fail_on must be set, since
-        # thumbnail's fail_on does not reach the loader it opens.
-        return pyvips.Image.thumbnail_buffer(self.data, width, option_string="fail_on=truncated", **options)
+        stored_width, stored_height = self.width, self.height
+        box_width, box_height = width, height
+        if self.orientation in _TRANSPOSED_ORIENTATIONS:
+            box_width, box_height = height, width
+        if crop != "none":
+            # Shrink to cover the box rather than fit in it; the crop below trims the overflow.
+            scale = min(1.0, max(box_width / stored_width, box_height / stored_height))
+            box_width = max(1, math.ceil(stored_width * scale))
+            box_height = max(1, math.ceil(stored_height * scale))
+        # Turning and smart crops need random access, which would make libvips decode the
+        # whole original up front, outside any time limit; here the shrink stays lazy.
+        options: dict[str, Any] = {"height": box_height, "size": "down", "no_rotate": True, "output_profile": "srgb"}
+        try:
+            if self._decoded is not None:
+                lazy = self._decoded.thumbnail_image(box_width, **options)
+            else:
+                # A truncated file is an error, not a grey band: the loader's own fail_on must be
+                # set, since thumbnail's fail_on does not reach the loader it opens.
+                lazy = pyvips.Image.thumbnail_buffer(self.data, box_width, option_string="fail_on=truncated", **options)
+        except pyvips.Error as error:
+            raise ImageError(FailureReason.CORRUPT, f"the image data is damaged: {_vips_detail(error)}") from error
+        image = compute(lazy, self.limits, lambda im: im.copy_memory())
+        if self.orientation != 1:
+            image = image.copy()
+            image.set_type(pyvips.GValue.gint_type, "orientation", self.orientation)
+            image = image.autorot()
+        if crop != "none" and (image.width > width or image.height > height):
+            image = image.smartcrop(min(width, image.width), min(height, image.height), interesting=crop)
+        return image
 
 
 def open_original(data: bytes, limits: Limits | None = None) -> Original:
@@ -189,17 +217,19 @@ def compute(image: pyvips.Image, limits: Limits, write: Callable[[pyvips.Image],
 
 
 def _open_heif(data: bytes, limits: Limits) -> Original:
+    # pillow-heif raises whatever libheif's parser tripped on (ValueError, IndexError, ...) for a
+    # damaged container: any error reading it is the file's fault.
     try:
         heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
-    except (ValueError, RuntimeError, SyntaxError) as error:
-        raise ImageError(FailureReason.CORRUPT, f"HEIF container could not be read: {error}") from error
-    width, height = heif.size
+        width, height = heif.size
+    except Exception as error:
+        raise ImageError(FailureReason.CORRUPT, f"HEIF container could not be read: {error!r}") from error
     _check_pixels(width, height, limits)
     started = time.monotonic()
     try:
         pixels = np.asarray(heif)
-    except (ValueError, RuntimeError) as error:
-        raise ImageError(FailureReason.CORRUPT, f"HEIF image could not be decoded: {error}") from error
+    except Exception as error:
+        raise ImageError(FailureReason.CORRUPT, f"HEIF image could not be decoded: {error!r}") from error
     if time.monotonic() - started > limits.max_decode_seconds:
         raise ImageError(FailureReason.CORRUPT, f"decoding took longer than {limits.max_decode_seconds:g} s")
     decoded = pyvips.Image.new_from_array(pixels, interpretation="srgb")

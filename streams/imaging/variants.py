@@ -93,16 +93,13 @@ def variant_count(specs: tuple[VariantSpec, ...]) -> int:
 
 
 def render(original: Original, spec: VariantSpec) -> list[RenderedVariant]:
-    """Render one spec of ``original`` in each of its formats.
+    """Render one spec of ``original`` in each of its formats, decoding it once.
 
     Raises:
         ImageError: ``corrupt`` when the pixels cannot be decoded in time.
     """
     opaque_only = all(fmt == "jpeg" for fmt in spec.formats)
     image = to_srgb8(original.thumbnail(spec.width, spec.height, crop=spec.crop), keep_alpha=not opaque_only)
-    if len(spec.formats) > 1:
-        # Decode once, encode several times: a lazy image would decode again for each format.
-        image = compute(image, original.limits, lambda im: im.copy_memory())
     rendered = []
     for fmt in spec.formats:
         data = compute(image, original.limits, lambda im, fmt=fmt: _encode(im, fmt, spec.quality))

@@ -23,7 +23,7 @@ PARTITION, OFFSET = 7, 4242
 
 
 def _rng() -> random.Random:
-    return random.Random(SEED)  # noqa: S311 - reproducible fuzzing, not cryptography
+    return random.Random(SEED)  # reproducible fuzzing, not cryptography
 
 
 @pytest.fixture(params=["single-object", "registry"])

@@ -1,0 +1,205 @@
+"""Opening originals: formats, sizes, orientation, limits, and every way an upload can be bad."""
+
+import time
+
+import pytest
+
+from schemas.events import FailureReason
+from streams.imaging import DEFAULT_VARIANTS, ImageError, Limits, fingerprint, open_original, render
+from tests.streams.imaging.photos import (
+    decompression_bomb_png,
+    encode,
+    heif_with_dangling_property_association,
+    jpeg_header_then_garbage,
+    make_oriented_photo,
+    make_photo,
+    make_picture,
+    noisy_png,
+    srgb_profile,
+    text_named_jpeg,
+    truncated_jpeg,
+)
+
+WEB, THUMB, SQUARE = DEFAULT_VARIANTS
+
+
+@pytest.fixture(scope="module")
+def noisy_9mp_png() -> bytes:
+    """A 3000x3000 PNG of noise: decoding it takes tens of milliseconds on any machine."""
+    return noisy_png(3000, 3000)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [("JPEG", "jpeg"), ("PNG", "png"), ("WEBP", "webp"), ("TIFF", "tiff"), ("GIF", "gif"), ("HEIF", "heif")],
+)
+def test_format_is_read_from_the_bytes(fmt, expected):
+    assert open_original(make_photo(96, 64, fmt=fmt)).format == expected
+
+
+def test_stored_size_bands_and_alpha_of_rgba_png():
+    original = open_original(make_photo(96, 64, fmt="PNG", mode="RGBA"))
+    assert (original.width, original.height, original.bands, original.has_alpha) == (96, 64, 4, True)
+
+
+def test_embedded_icc_profile_is_kept_on_the_original():
+    profile = srgb_profile()
+    assert open_original(make_photo(96, 64, icc=profile)).icc_profile == profile
+
+
+def test_orientation_defaults_to_1_without_exif():
+    assert open_original(make_photo(96, 64)).orientation == 1
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_is_read_from_exif(orientation):
+    assert open_original(make_oriented_photo(orientation)).orientation == orientation
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_display_size_is_the_upright_size(orientation):
+    # The landmark picture is 320x240 upright; 5-8 store it as 240x320.
+    original = open_original(make_oriented_photo(orientation))
+    assert original.display_size == (320, 240)
+
+
+@pytest.mark.parametrize("orientation", [5, 6, 7, 8])
+def test_stored_size_of_quarter_turned_orientations_is_portrait(orientation):
+    original = open_original(make_oriented_photo(orientation))
+    assert (original.width, original.height) == (240, 320)
+
+
+def test_heif_opens_with_its_size_and_orientation_1():
+    original = open_original(make_photo(96, 64, fmt="HEIF"))
+    assert (original.display_size, original.orientation) == ((96, 64), 1)
+
+
+def test_empty_bytes_are_corrupt():
+    with pytest.raises(ImageError) as caught:
+        open_original(b"")
+    assert caught.value.reason is FailureReason.CORRUPT
+
+
+def test_text_named_jpeg_is_unsupported():
+    with pytest.raises(ImageError) as caught:
+        open_original(text_named_jpeg())
+    assert caught.value.reason is FailureReason.UNSUPPORTED
+
+
+def test_random_bytes_after_a_jpeg_header_are_corrupt():
+    with pytest.raises(ImageError) as caught:
+        open_original(jpeg_header_then_garbage())
+    assert caught.value.reason is FailureReason.CORRUPT
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n", id="pdf"),
+        pytest.param(
+            b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="48"><rect width="64" height="48"/></svg>',
+            id="svg",
+        ),
+        pytest.param(b"P6\n2 2\n255\n" + bytes(12), id="ppm"),
+    ],
+)
+def test_formats_libvips_could_load_but_the_gateway_refuses_are_unsupported(data):
+    with pytest.raises(ImageError) as caught:
+        open_original(data)
+    assert caught.value.reason is FailureReason.UNSUPPORTED
+
+
+def test_truncated_jpeg_opens_from_its_intact_header():
+    original = open_original(truncated_jpeg(640, 480))
+    assert (original.width, original.height) == (640, 480)
+
+
+def test_truncated_jpeg_fingerprint_is_corrupt():
+    original = open_original(truncated_jpeg())
+    with pytest.raises(ImageError) as caught:
+        fingerprint(original)
+    assert caught.value.reason is FailureReason.CORRUPT
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param(WEB, id="web"),
+        pytest.param(THUMB, id="thumb"),
+        pytest.param(SQUARE, id="square"),
+    ],
+)
+def test_truncated_jpeg_render_is_corrupt(spec):
+    original = open_original(truncated_jpeg())
+    with pytest.raises(ImageError) as caught:
+        render(original, spec)
+    assert caught.value.reason is FailureReason.CORRUPT
+
+
+@pytest.mark.parametrize("orientation", [2, 6])
+def test_truncated_jpeg_with_an_orientation_tag_fingerprint_is_corrupt(orientation):
+    data = make_oriented_photo(orientation, make_picture(640, 480), quality=90)
+    original = open_original(data[: len(data) // 2])
+    with pytest.raises(ImageError) as caught:
+        fingerprint(original)
+    assert caught.value.reason is FailureReason.CORRUPT
+
+
+def test_decompression_bomb_is_refused_at_open_without_decoding():
+    started = time.monotonic()
+    with pytest.raises(ImageError) as caught:
+        open_original(decompression_bomb_png(50_000, 50_000))
+    assert caught.value.reason is FailureReason.TOO_MANY_PIXELS
+    assert time.monotonic() - started < 1.0  # 7.5 GB of pixels were never allocated
+
+
+def test_pixel_limit_accepts_exactly_the_limit():
+    original = open_original(make_photo(64, 48, fmt="PNG"), Limits(max_pixels=64 * 48))
+    assert original.width * original.height == 64 * 48
+
+
+def test_pixel_limit_refuses_one_more_row():
+    with pytest.raises(ImageError) as caught:
+        open_original(make_photo(64, 49, fmt="PNG"), Limits(max_pixels=64 * 48))
+    assert caught.value.reason is FailureReason.TOO_MANY_PIXELS
+
+
+def test_pixel_limit_applies_to_heif_before_decoding():
+    with pytest.raises(ImageError) as caught:
+        open_original(make_photo(64, 49, fmt="HEIF"), Limits(max_pixels=64 * 48))
+    assert caught.value.reason is FailureReason.TOO_MANY_PIXELS
+
+
+def test_fingerprint_over_the_decode_time_limit_is_corrupt(noisy_9mp_png):
+    original = open_original(noisy_9mp_png, Limits(max_decode_seconds=0.001))
+    with pytest.raises(ImageError, match=r"took longer than 0\.001 s") as caught:
+        fingerprint(original)
+    assert caught.value.reason is FailureReason.CORRUPT
+
+
+def test_render_over_the_decode_time_limit_is_corrupt(noisy_9mp_png):
+    original = open_original(noisy_9mp_png, Limits(max_decode_seconds=0.001))
+    with pytest.raises(ImageError, match=r"took longer than 0\.001 s") as caught:
+        render(original, WEB)
+    assert caught.value.reason is FailureReason.CORRUPT
+
+
+def test_attention_crop_respects_the_decode_time_limit(noisy_9mp_png):
+    # The attention crop decodes all 9 megapixels (~100 ms on an idle machine, more under load);
+    # encoding the 150x150 result from memory takes a few milliseconds, far below the limit.
+    original = open_original(noisy_9mp_png, Limits(max_decode_seconds=0.04))
+    with pytest.raises(ImageError, match="took longer than"):
+        render(original, SQUARE)
+
+
+def test_truncated_heif_is_corrupt():
+    data = encode(make_picture(96, 64), "HEIF")
+    with pytest.raises(ImageError) as caught:
+        open_original(data[: len(data) // 2])
+    assert caught.value.reason is FailureReason.CORRUPT
+
+
+def test_heif_with_no_readable_image_is_corrupt():
+    with pytest.raises(ImageError) as caught:
+        open_original(heif_with_dangling_property_association())
+    assert caught.value.reason is FailureReason.CORRUPT
