@@ -9,6 +9,7 @@ environment prefix, so every variable name is visible here and in the README:
     SCHEMA_REGISTRY_*  optional Confluent-compatible registry
     GATEWAY_*          the HTTP gateway
     WORKER_*           the Faust processing workers
+    SINKS_*            the S3 and ClickHouse sink consumers
     STACK_*            the local development stack (ports, data folder)
 
 Defaults run the local stack with no edits. Services build the settings they
@@ -67,7 +68,11 @@ class ClickHouseSettings(BaseSettings):
     model_config = _config("CLICKHOUSE_")
 
     dsn: str = ""
-    database: str = "photostream"
+    # An identifier: it is spliced into SQL (values never are).
+    database: str = Field(default="photostream", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    # With the embedded engine only the sinks process may open it; every other process
+    # (gateway status, `photostream sql`) sends its read-only queries here, to the sinks.
+    query_url: str = "http://127.0.0.1:8124"
 
     @property
     def embedded(self) -> bool:
@@ -139,6 +144,22 @@ class WorkerSettings(BaseSettings):
         return frozenset(part.strip() for part in self.gps_opt_in.split(",") if part.strip())
 
 
+class SinksSettings(BaseSettings):
+    """The sink consumers: variants into S3, events into ClickHouse."""
+
+    model_config = _config("SINKS_")
+
+    s3_group: str = "photostream-s3-sink"
+    clickhouse_group: str = "photostream-clickhouse-sink"
+    # A batch is flushed (written, then its offsets committed) at this many events or this age.
+    batch_size: int = Field(default=500, ge=1)
+    batch_seconds: float = Field(default=1.0, gt=0)
+    # Variants never change once written (their keys carry the image id), so caches may keep them.
+    cache_control: str = "public, max-age=31536000, immutable"
+    # How long a failing S3 or ClickHouse write is retried before the sink gives up and exits.
+    retry_seconds: float = Field(default=600.0, gt=0)
+
+
 class StackSettings(BaseSettings):
     """The local development stack: real servers on 127.0.0.1, data under ``var_dir``."""
 
@@ -183,6 +204,7 @@ ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
     SchemaRegistrySettings,
     GatewaySettings,
     WorkerSettings,
+    SinksSettings,
     StackSettings,
 )
 

@@ -37,7 +37,7 @@ async def _dev_api_key(path: Path, s3: S3Settings) -> str:
 
 
 def run_local(echo: Callable[[str], None]) -> None:
-    """Start the stack and the workers, then serve the gateway until SIGINT/SIGTERM; stop what was started."""
+    """Start the stack, workers and sinks, then serve the gateway until SIGINT/SIGTERM; stop what was started."""
     from producers.service import run_gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -47,15 +47,19 @@ def run_local(echo: Callable[[str], None]) -> None:
     for line in report:
         echo(str(line))
     logs = stack.settings.var_dir / "log"
-    workers = Supervisor(
+    photostream = [sys.executable, "-m", "photostream"]
+    children = Supervisor(
         [
-            Child(f"worker-{n}", [sys.executable, "-m", "photostream", "worker"], logs / f"worker-{n}.log")
-            for n in range(1, LOCAL_WORKERS + 1)
+            *(
+                Child(f"worker-{n}", [*photostream, "worker"], logs / f"worker-{n}.log")
+                for n in range(1, LOCAL_WORKERS + 1)
+            ),
+            Child("sinks", [*photostream, "sinks"], logs / "sinks.log"),
         ]
     )
     try:
-        workers.start()
-        echo(f"workers: {LOCAL_WORKERS} (logs in {logs})")
+        children.start()
+        echo(f"workers: {LOCAL_WORKERS}, sinks: 1 (logs in {logs})")
         api_key = asyncio.run(_dev_api_key(stack.settings.var_dir / "dev-api-key", S3Settings()))
         gateway = GatewaySettings()
         echo(f"gateway: http://{gateway.host}:{gateway.port}")
@@ -63,8 +67,8 @@ def run_local(echo: Callable[[str], None]) -> None:
         echo("press Ctrl-C to stop")
         run_gateway()
     finally:
-        echo("stopping the workers")
-        workers.stop()
+        echo("stopping the workers and the sinks")
+        children.stop()
         if started:
             echo("stopping " + ", ".join(sorted(started)))
             for line in stack.down(only=started):

@@ -11,6 +11,7 @@ loop. botocore's exceptions are translated here and nowhere else::
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -100,12 +101,53 @@ class ObjectStore:
         """Raise StoreError unless the bucket answers."""
         await self._call(self._client.head_bucket, Bucket=self.bucket)
 
-    async def put(self, key: str, body: bytes | bytearray, *, content_type: str, if_none_match: bool = False) -> None:
-        """Store ``body`` at ``key``; with ``if_none_match`` fail with AlreadyExists if it is there."""
-        extra = {"IfNoneMatch": "*"} if if_none_match else {}
+    async def put(
+        self,
+        key: str,
+        body: bytes | bytearray,
+        *,
+        content_type: str,
+        if_none_match: bool = False,
+        cache_control: str | None = None,
+        sha256: bytes | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Store ``body`` at ``key``.
+
+        Args:
+            key: The object key.
+            body: The bytes.
+            content_type: Its media type.
+            if_none_match: Fail with AlreadyExists if the key is taken.
+            cache_control: The Cache-Control header to store with it.
+            sha256: The body's SHA-256 digest: the server refuses the write if the bytes it got differ.
+            metadata: User metadata (``x-amz-meta-*``), short ASCII strings.
+        """
+        extra: dict[str, Any] = {"IfNoneMatch": "*"} if if_none_match else {}
+        if cache_control:
+            extra["CacheControl"] = cache_control
+        if sha256 is not None:
+            extra["ChecksumSHA256"] = base64.b64encode(sha256).decode()
+        if metadata:
+            extra["Metadata"] = metadata
         await self._call(
             self._client.put_object, Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra
         )
+
+    async def head(self, key: str) -> tuple[int, dict[str, str]]:
+        """Return an object's size and user metadata; ObjectMissing if there is none."""
+        answer = await self._call(self._client.head_object, Bucket=self.bucket, Key=key)
+        return int(answer["ContentLength"]), dict(answer.get("Metadata", {}))
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix``, sorted."""
+
+        def list_all() -> list[str]:
+            paginator = self._client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+        return await self._call(list_all)
 
     async def get(self, key: str) -> bytes:
         """Return the object's bytes (for small objects: records, not originals)."""

@@ -36,6 +36,8 @@ from producers.ingest import OriginalWriter, RejectedFile, StagedOriginal, stage
 from producers.keys import KeyStore
 from producers.ledger import UploadLedger, UploadRecord, original_key, upload_id_for
 from producers.metrics import GatewayMetrics
+from producers.status import Progress, StatusSource
+from sinks.analytics import AnalyticsError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ class Services:
     keys: KeyStore
     ledger: UploadLedger
     events: UploadEvents
+    # Where an upload stands past the gateway; without it every upload reads ``queued``.
+    status: StatusSource | None = None
 
     def close(self) -> None:
         """Flush pending events and release connections."""
@@ -320,20 +324,42 @@ class Gateway:
         record = await self.services.ledger.find(upload_id)
         if record is None or record.photographer_id != photographer_id:
             raise problems.not_found(f"no upload {upload_id}")
-        return web.json_response(
-            {
-                "upload_id": record.upload_id,
-                "photographer_id": record.photographer_id,
-                "filename": record.filename,
-                "status": "queued",
-                "content_type": record.content_type,
-                "bytes": record.bytes,
-                "sha256": record.sha256,
-                "title": record.title,
-                "tags": record.tags,
-                "received_at": record.received_at,
-            }
-        )
+        progress = Progress(status="queued")
+        if self.services.status is not None:
+            try:
+                progress = await self.services.status.progress(upload_id, photographer_id)
+            except AnalyticsError as exc:
+                log.warning("status of %s unavailable: %s", upload_id, exc)
+                raise problems.unavailable(
+                    "the pipeline's status store does not answer", self.settings.retry_after_seconds
+                ) from exc
+        body: dict[str, Any] = {
+            "upload_id": record.upload_id,
+            "photographer_id": record.photographer_id,
+            "filename": record.filename,
+            "status": progress.status,
+            "content_type": record.content_type,
+            "bytes": record.bytes,
+            "sha256": record.sha256,
+            "title": record.title,
+            "tags": record.tags,
+            "received_at": record.received_at,
+        }
+        if progress.status == "completed":
+            body["metadata"] = progress.metadata
+            body["variants"] = [self._presigned(variant) for variant in progress.variants]
+        if progress.duplicate_of:
+            body["duplicate_of"] = progress.duplicate_of
+        if progress.error:
+            body["error"] = progress.error
+        return web.json_response(body)
+
+    def _presigned(self, variant: dict[str, Any]) -> dict[str, Any]:
+        # Variant objects stay private: clients get a URL that expires.
+        visible = {name: value for name, value in variant.items() if name != "key"}
+        visible["url"] = self.services.store.presign_get(variant["key"], self.settings.presigned_url_seconds)
+        visible["url_expires_in"] = self.settings.presigned_url_seconds
+        return visible
 
     # -- health and metrics ------------------------------------------------------------
 
@@ -407,6 +433,8 @@ def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMe
     app.router.add_get("/metrics", gateway.metrics_text)
 
     async def close_services(_: web.Application) -> None:
+        if services.status is not None:
+            await services.status.close()
         await asyncio.to_thread(services.close)
 
     app.on_cleanup.append(close_services)

@@ -6,14 +6,23 @@ import logging
 
 from aiohttp import web
 
-from photostream.config import GatewaySettings, KafkaSettings, S3Settings, SchemaRegistrySettings
+from photostream.config import (
+    ClickHouseSettings,
+    GatewaySettings,
+    KafkaSettings,
+    S3Settings,
+    SchemaRegistrySettings,
+    clickhouse_settings,
+)
 from photostream.objectstore import ObjectStore
 from photostream.topics import ensure_topics
 from producers.events import KafkaUploadEvents
 from producers.gateway import Services, create_app
 from producers.keys import S3KeyStore
 from producers.ledger import UploadLedger
+from producers.status import ClickHouseStatus
 from schemas.serde import EventSerde
+from sinks.query import reader_for
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +31,13 @@ _HANDLER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190}
 
 
 def build_services(
-    gateway: GatewaySettings, kafka: KafkaSettings, s3: S3Settings, registry: SchemaRegistrySettings
+    gateway: GatewaySettings,
+    kafka: KafkaSettings,
+    s3: S3Settings,
+    registry: SchemaRegistrySettings,
+    warehouse: ClickHouseSettings,
 ) -> Services:
-    """The gateway's real adapters: S3 for originals, keys and records; Kafka for events."""
+    """The gateway's real adapters: S3 for originals, keys and records; Kafka for events; ClickHouse for status."""
     store = ObjectStore(s3)
     return Services(
         store=store,
@@ -37,6 +50,7 @@ def build_services(
             bucket=s3.bucket,
             delivery_timeout=gateway.kafka_delivery_timeout,
         ),
+        status=ClickHouseStatus(reader_for(warehouse), warehouse.database),
     )
 
 
@@ -46,6 +60,6 @@ def run_gateway() -> None:
     created = ensure_topics(kafka)
     if created:
         log.info("created topics %s", ", ".join(created))
-    app = create_app(gateway, build_services(gateway, kafka, s3, registry))
+    app = create_app(gateway, build_services(gateway, kafka, s3, registry, clickhouse_settings()))
     print(f"gateway listening on http://{gateway.host}:{gateway.port}", flush=True)
     web.run_app(app, host=gateway.host, port=gateway.port, print=None, handler_args=_HANDLER_LIMITS)

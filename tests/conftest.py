@@ -15,6 +15,8 @@ import pytest
 
 from photostream.config import KafkaSettings, S3Settings, StackSettings
 from photostream.stack import Stack, State
+from photostream.topics import ensure_topics
+from tests.streams.workers import WorkerGroup, delete_group_topics, start_group_at_end
 
 
 @dataclass(frozen=True)
@@ -48,3 +50,13 @@ def unique_name() -> Callable[[str], str]:
         return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
     return make
+
+
+@pytest.fixture
+def workers(local_stack, tmp_path, unique_name):
+    ensure_topics(local_stack.kafka)
+    group = WorkerGroup(local_stack.kafka, local_stack.s3, unique_name("test-processing"), tmp_path)
+    start_group_at_end(local_stack.kafka, group.app_id)
+    yield group
+    group.stop_all()
+    delete_group_topics(local_stack.kafka, group.app_id)

@@ -12,10 +12,13 @@ from producers.events import KafkaUploadEvents
 from producers.gateway import Services
 from producers.keys import S3KeyStore
 from producers.ledger import UploadLedger
+from producers.status import StatusSource
 from schemas.serde import EventSerde
 
 
-def gateway_services(kafka: KafkaSettings, s3: S3Settings, settings: GatewaySettings) -> Services:
+def gateway_services(
+    kafka: KafkaSettings, s3: S3Settings, settings: GatewaySettings, *, status: StatusSource | None = None
+) -> Services:
     """The gateway's real adapters, with the quota read fresh on every request."""
     store = ObjectStore(s3)
     return Services(
@@ -29,6 +32,7 @@ def gateway_services(kafka: KafkaSettings, s3: S3Settings, settings: GatewaySett
             bucket=s3.bucket,
             delivery_timeout=settings.kafka_delivery_timeout,
         ),
+        status=status,
     )
 
 

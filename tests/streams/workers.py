@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -20,6 +17,7 @@ from photostream.config import KafkaSettings, S3Settings
 from schemas.events import Event
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_UPLOADS, PHOTO_VARIANTS
+from tests.processes import ServiceProcess, start_service
 
 OUTPUT_TOPICS = (PHOTO_VARIANTS, PHOTO_PROCESSED, PHOTO_FAILED)
 
@@ -36,15 +34,27 @@ def end_offset(consumer: Consumer, topic: str, partition: int, timeout: float = 
             time.sleep(0.5)
 
 
-def start_group_at_end(kafka: KafkaSettings, group: str, topic: str = PHOTO_UPLOADS) -> None:
-    """Commit the current end of ``topic`` for a new consumer group, so it skips earlier tests' events."""
+def start_group_at_end(kafka: KafkaSettings, group: str, topic: str = PHOTO_UPLOADS) -> list[TopicPartition]:
+    """Commit the current end of ``topic`` for a new consumer group, so it skips earlier tests' events.
+
+    Returns:
+        The offsets committed, for ``commit_offsets`` to rewind the group to later.
+    """
     consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group, "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = []
-        for partition in partitions:
-            ends.append(TopicPartition(topic, partition, end_offset(consumer, topic, partition)))
-        consumer.commit(offsets=ends, asynchronous=False)
+        ends = [TopicPartition(topic, partition, end_offset(consumer, topic, partition)) for partition in partitions]
+    finally:
+        consumer.close()
+    commit_offsets(kafka, group, ends)
+    return ends
+
+
+def commit_offsets(kafka: KafkaSettings, group: str, offsets: list[TopicPartition]) -> None:
+    """Set a consumer group's committed offsets (the group must have no running member)."""
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group, "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=offsets, asynchronous=False)
     finally:
         consumer.close()
 
@@ -60,33 +70,6 @@ def delete_group_topics(kafka: KafkaSettings, group: str) -> None:
 
 
 @dataclass
-class WorkerProcess:
-    """One ``photostream worker`` child process and its log file."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def kill(self) -> None:
-        """Kill it at once (SIGKILL), as a crash would."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        """Stop it gracefully, then kill it if it lingers."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def output(self) -> str:
-        """What it logged so far."""
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-@dataclass
 class WorkerGroup:
     """Workers sharing one app id (consumer group and duplicate table), started on demand."""
 
@@ -95,9 +78,9 @@ class WorkerGroup:
     app_id: str
     directory: Path
     extra_env: dict[str, str] = field(default_factory=dict)
-    workers: list[WorkerProcess] = field(default_factory=list)
+    workers: list[ServiceProcess] = field(default_factory=list)
 
-    def start(self) -> WorkerProcess:
+    def start(self) -> ServiceProcess:
         """Start one more worker."""
         index = len(self.workers)
         env = {
@@ -109,16 +92,7 @@ class WorkerGroup:
             "WORKER_SESSION_TIMEOUT": "6",
             **self.extra_env,
         }
-        log = self.directory / f"worker-{index}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "photostream", "worker", "--loglevel", "info"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = WorkerProcess(process, log)
+        worker = start_service(["worker", "--loglevel", "info"], env, self.directory / f"worker-{index}.log")
         self.workers.append(worker)
         return worker
 

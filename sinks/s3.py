@@ -1,0 +1,258 @@
+"""The S3 sink: every ``VariantRendered`` becomes an object; a complete image becomes ``ImageReady``.
+
+Objects go to ``derivatives/{photographer}/{yyyy}/{mm}/{dd}/{upload_id}/{variant}.{ext}`` (the
+upload's date, UTC), with their content type, an immutable Cache-Control, a SHA-256 checksum
+the server verifies, and user metadata (variant, format, size, digest) from which an image's
+variants can be listed back.
+
+Delivery: a partition's offset is committed only up to the first variant of an image that is
+not complete yet, so a restart replays every variant of every unfinished image; objects and
+``ImageReady`` are idempotent (same keys, same bytes, same ``event_id``). Variants that arrive
+after their image was completed (a worker's replay) are written again and, if they start an
+image that never completes in this process, it is completed from what S3 already holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from confluent_kafka import Message
+
+from photostream.objectstore import ObjectMissing, ObjectStore
+from schemas.errors import SerdeError
+from schemas.events import ImageReady, StoredVariant, VariantRendered
+from schemas.serde import EventSerde
+from schemas.topics import PHOTO_READY
+from streams.imaging import CONTENT_TYPES, EXTENSIONS
+
+log = logging.getLogger(__name__)
+
+# An image missing variants for this long is checked against S3 (see the module docstring).
+STRAGGLER_SECONDS = 30.0
+# Images completed recently, so a replay's late variants do not open a new, never-complete image.
+_RECENT_IMAGES = 100_000
+
+
+class ReadyEvents(Protocol):
+    """Where ``ImageReady`` goes (``photostream.producer.EventProducer`` in production)."""
+
+    async def send(self, topic: str, *, key: bytes, value: bytes) -> object:
+        """Publish and wait for the broker's acknowledgement."""
+
+
+def variant_key(photographer_id: str, upload_id: uuid.UUID, received_at: datetime, variant: str, fmt: str) -> str:
+    """The object key of one variant: by photographer, upload date (UTC) and image id."""
+    day = received_at.astimezone(UTC)
+    return f"derivatives/{photographer_id}/{day:%Y/%m/%d}/{upload_id}/{variant}.{EXTENSIONS.get(fmt, fmt)}"
+
+
+def ready_event_id(upload_id: uuid.UUID, variants: Iterable[StoredVariant]) -> str:
+    """An id that is the same for every replay of the same rendering, for subscribers to deduplicate on."""
+    digest = hashlib.sha256(str(upload_id).encode())
+    for variant in sorted(variants, key=lambda v: (v.variant, v.format)):
+        digest.update(f"|{variant.variant}.{variant.format}:{variant.sha256}".encode())
+    return str(uuid.UUID(bytes=digest.digest()[:16], version=5))
+
+
+@dataclass
+class _Image:
+    upload_id: uuid.UUID
+    photographer_id: str
+    received_at: datetime
+    expected: int
+    partition: tuple[str, int]
+    first_offset: int
+    stored: dict[tuple[str, str], StoredVariant] = field(default_factory=dict)
+    progressed: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class _Write:
+    event: VariantRendered
+    key: str
+    partition: tuple[str, int]
+    offset: int
+
+
+class VariantSink:
+    """Writes variants to S3 and announces complete images on ``photo-ready``."""
+
+    name = "s3-sink"
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        events: ReadyEvents,
+        serde: EventSerde,
+        *,
+        cache_control: str = "public, max-age=31536000, immutable",
+        straggler_seconds: float = STRAGGLER_SECONDS,
+    ) -> None:
+        """Create the sink.
+
+        Args:
+            store: The bucket variants go to.
+            events: Publishes ``ImageReady``.
+            serde: Decodes variants, encodes ``ImageReady``.
+            cache_control: The Cache-Control stored with each variant.
+            straggler_seconds: How long an incomplete image waits before S3 is asked what it holds.
+        """
+        self._store = store
+        self._events = events
+        self._serde = serde
+        self._cache_control = cache_control
+        self._straggler_seconds = straggler_seconds
+        self._writes: list[_Write] = []
+        self._images: dict[uuid.UUID, _Image] = {}
+        self._next: dict[tuple[str, int], int] = {}
+        self._recent: OrderedDict[uuid.UUID, None] = OrderedDict()
+
+    def pending(self) -> int:
+        """Variants not yet written."""
+        return len(self._writes)
+
+    async def add(self, message: Message) -> None:
+        """Take one ``VariantRendered``; an undecodable message is logged and skipped."""
+        partition = (message.topic(), message.partition())
+        self._next[partition] = message.offset() + 1
+        try:
+            event = self._serde.decode(message.value(), message.topic(), message.partition(), message.offset())
+        except SerdeError as error:
+            log.error("skipping an undecodable variant: %s", error)
+            return
+        if not isinstance(event, VariantRendered):
+            log.error("skipping a %s on %s", type(event).__name__, message.topic())
+            return
+        key = variant_key(event.photographer_id, event.upload_id, event.received_at, event.variant, event.format)
+        self._writes.append(_Write(event, key, partition, message.offset()))
+        if event.upload_id not in self._images and event.upload_id not in self._recent:
+            self._images[event.upload_id] = _Image(
+                upload_id=event.upload_id,
+                photographer_id=event.photographer_id,
+                received_at=event.received_at,
+                expected=event.variant_count,
+                partition=partition,
+                first_offset=message.offset(),
+            )
+
+    async def flush(self) -> dict[tuple[str, int], int]:
+        """Write the batch's variants, announce the images now complete, return safe offsets."""
+        writes, self._writes = self._writes, []
+        try:
+            await asyncio.gather(*(self._put(write) for write in writes))
+        except BaseException:
+            self._writes = writes + self._writes  # the loop retries the whole flush
+            raise
+        for write in writes:
+            image = self._images.get(write.event.upload_id)
+            if image is not None:
+                image.stored[(write.event.variant, write.event.format)] = _stored(write)
+                image.progressed = time.monotonic()
+        await self._complete_stragglers()
+        for image in [image for image in self._images.values() if len(image.stored) >= image.expected]:
+            await self._announce(image)
+        return self._safe_offsets()
+
+    def drop(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Forget images and writes of partitions no longer ours; their new owner replays them."""
+        gone = set(partitions)
+        self._writes = [write for write in self._writes if write.partition not in gone]
+        self._images = {key: image for key, image in self._images.items() if image.partition not in gone}
+        for partition in gone:
+            self._next.pop(partition, None)
+
+    async def _put(self, write: _Write) -> None:
+        event = write.event
+        await self._store.put(
+            write.key,
+            event.data,
+            content_type=event.content_type,
+            cache_control=self._cache_control,
+            sha256=bytes.fromhex(event.sha256),
+            metadata={
+                "upload-id": str(event.upload_id),
+                "variant": event.variant,
+                "format": event.format,
+                "width": str(event.width),
+                "height": str(event.height),
+                "sha256": event.sha256,
+            },
+        )
+
+    async def _announce(self, image: _Image) -> None:
+        variants = tuple(sorted(image.stored.values(), key=lambda v: (v.variant, v.format)))
+        ready = ImageReady(
+            upload_id=image.upload_id,
+            photographer_id=image.photographer_id,
+            event_id=ready_event_id(image.upload_id, variants),
+            variants=variants,
+            received_at=image.received_at,
+            ready_at=datetime.now(UTC),
+        )
+        await self._events.send(
+            PHOTO_READY, key=image.photographer_id.encode(), value=self._serde.encode(ready, PHOTO_READY)
+        )
+        del self._images[image.upload_id]
+        self._recent[image.upload_id] = None
+        if len(self._recent) > _RECENT_IMAGES:
+            self._recent.popitem(last=False)
+
+    async def _complete_stragglers(self) -> None:
+        now = time.monotonic()
+        for image in [i for i in self._images.values() if now - i.progressed > self._straggler_seconds]:
+            image.progressed = now
+            prefix = variant_key(image.photographer_id, image.upload_id, image.received_at, "", "").rsplit("/", 1)[0]
+            for key in await self._store.list_keys(prefix + "/"):
+                try:
+                    size, meta = await self._store.head(key)
+                except ObjectMissing:
+                    continue
+                stored = _stored_from_metadata(key, size, meta)
+                if stored is not None:
+                    image.stored.setdefault((stored.variant, stored.format), stored)
+
+    def _safe_offsets(self) -> dict[tuple[str, int], int]:
+        offsets = dict(self._next)
+        for image in self._images.values():
+            offsets[image.partition] = min(offsets.get(image.partition, image.first_offset), image.first_offset)
+        return offsets
+
+
+def _stored(write: _Write) -> StoredVariant:
+    event = write.event
+    return StoredVariant(
+        variant=event.variant,
+        format=event.format,
+        content_type=event.content_type,
+        width=event.width,
+        height=event.height,
+        bytes=len(event.data),
+        key=write.key,
+        sha256=event.sha256,
+    )
+
+
+def _stored_from_metadata(key: str, size: int, meta: dict[str, str]) -> StoredVariant | None:
+    try:
+        fmt = meta["format"]
+        return StoredVariant(
+            variant=meta["variant"],
+            format=fmt,
+            content_type=CONTENT_TYPES.get(fmt, f"image/{fmt}"),
+            width=int(meta["width"]),
+            height=int(meta["height"]),
+            bytes=size,
+            key=key,
+            sha256=meta["sha256"],
+        )
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,104 @@
+"""Run the sinks as one service until SIGINT or SIGTERM.
+
+One process holds the S3 sink, the ClickHouse sink and, for the embedded engine, the query
+endpoint the other processes read through (chDB allows one process per data path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from photostream.config import (
+    ClickHouseSettings,
+    KafkaSettings,
+    S3Settings,
+    SchemaRegistrySettings,
+    SinksSettings,
+    clickhouse_settings,
+)
+from photostream.objectstore import ObjectStore
+from photostream.producer import EventProducer
+from photostream.topics import ensure_topics
+from schemas.serde import EventSerde
+from schemas.topics import PHOTO_VARIANTS
+from sinks import clickhouse
+from sinks.analytics import Analytics
+from sinks.clickhouse_schema import migrate
+from sinks.consumer import SinkLoop
+from sinks.query import query_routes
+from sinks.s3 import VariantSink
+
+log = logging.getLogger(__name__)
+
+
+async def serve(
+    sinks: SinksSettings,
+    kafka: KafkaSettings,
+    s3: S3Settings,
+    warehouse: ClickHouseSettings,
+    registry: SchemaRegistrySettings,
+) -> None:
+    """Run both sinks (and the query endpoint when the engine is embedded) until a signal."""
+    analytics = Analytics(warehouse)
+    applied = await analytics.run(migrate, warehouse.database)
+    if applied:
+        log.info("ClickHouse schema migrated to version %s", max(applied))
+    store = ObjectStore(s3)
+    producer = EventProducer(kafka, client_id="photostream-s3-sink")
+    serde = EventSerde(registry.url)
+    batching = {
+        "batch_size": sinks.batch_size,
+        "batch_seconds": sinks.batch_seconds,
+        "retry_seconds": sinks.retry_seconds,
+    }
+    loops = [
+        SinkLoop(
+            kafka,
+            VariantSink(store, producer, serde, cache_control=sinks.cache_control),
+            group_id=sinks.s3_group,
+            topics=[PHOTO_VARIANTS],
+            **batching,
+        ),
+        SinkLoop(
+            kafka,
+            clickhouse.ClickHouseSink(analytics, serde),
+            group_id=sinks.clickhouse_group,
+            topics=clickhouse.TOPICS,
+            **batching,
+        ),
+    ]
+    runner = None
+    if warehouse.embedded:
+        app = web.Application()
+        app.add_routes(query_routes(analytics))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        address = urlsplit(warehouse.query_url)
+        await web.TCPSite(runner, address.hostname or "127.0.0.1", address.port or 8124).start()
+        log.info("answering read-only queries on %s", warehouse.query_url)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: [sink_loop.stop() for sink_loop in loops])
+    print("sinks running", flush=True)
+    try:
+        await asyncio.gather(*(sink_loop.run() for sink_loop in loops))
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        producer.close()
+        store.close()
+        analytics.close()
+
+
+def run_sinks() -> None:
+    """Run the sinks with settings from the environment."""
+    kafka = KafkaSettings()
+    created = ensure_topics(kafka)
+    if created:
+        log.info("created topics %s", ", ".join(created))
+    asyncio.run(serve(SinksSettings(), kafka, S3Settings(), clickhouse_settings(), SchemaRegistrySettings()))

@@ -1,0 +1,114 @@
+"""The whole pipeline for the sinks' tests: gateways in process, real worker and sinks processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from photostream.config import GatewaySettings, KafkaSettings, S3Settings
+from photostream.topics import ensure_topics
+from producers.gateway import create_app
+from producers.status import ClickHouseStatus
+from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, PHOTO_VARIANTS
+from sinks.query import RemoteReader
+from tests.gateway_client import gateway_services
+from tests.processes import ServiceProcess, start_service
+from tests.streams.workers import commit_offsets, start_group_at_end
+
+DATABASE = "photostream"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Sinks:
+    """A `photostream sinks` process with its own consumer groups and embedded ClickHouse."""
+
+    kafka: KafkaSettings
+    s3: S3Settings
+    directory: Path
+    suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    query_url: str = field(default_factory=lambda: f"http://127.0.0.1:{free_port()}")
+    runs: list[ServiceProcess] = field(default_factory=list)
+    starts: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "S3_ENDPOINT_URL": self.s3.endpoint_url,
+            "CLICKHOUSE_DSN": f"chdb://{self.directory / 'clickhouse'}",
+            "CLICKHOUSE_QUERY_URL": self.query_url,
+            "SINKS_S3_GROUP": f"test-s3-sink-{self.suffix}",
+            "SINKS_CLICKHOUSE_GROUP": f"test-clickhouse-sink-{self.suffix}",
+            "SINKS_BATCH_SECONDS": "0.5",
+        }
+
+    def skip_history(self) -> None:
+        """Start both groups at the end of their topics, past earlier tests' events."""
+        self.starts = {
+            f"test-s3-sink-{self.suffix}": start_group_at_end(self.kafka, f"test-s3-sink-{self.suffix}", PHOTO_VARIANTS)
+        }
+        group = f"test-clickhouse-sink-{self.suffix}"
+        self.starts[group] = [
+            offset
+            for topic in (PHOTO_UPLOADS, PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED)
+            for offset in start_group_at_end(self.kafka, group, topic)
+        ]
+
+    def rewind(self) -> None:
+        """Move both groups back to where the test started, as if every commit since had been lost."""
+        for group, offsets in self.starts.items():
+            commit_offsets(self.kafka, group, offsets)
+
+    def start(self, timeout: float = 60) -> ServiceProcess:
+        process = start_service(["sinks"], self.env, self.directory / f"sinks-{len(self.runs)}.log")
+        self.runs.append(process)
+        deadline = time.monotonic() + timeout
+        while "sinks running" not in process.output():
+            if process.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"sinks did not start:\n{process.output()[-4000:]}")
+            time.sleep(0.2)
+        return process
+
+    def stop(self) -> None:
+        for run in self.runs:
+            run.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {run.log.name}\n{run.output()[-5000:]}" for run in self.runs)
+
+
+@pytest.fixture
+def sinks(local_stack, tmp_path):
+    ensure_topics(local_stack.kafka)
+    running = Sinks(local_stack.kafka, local_stack.s3, tmp_path)
+    running.skip_history()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def make_gateway(aiohttp_client, local_stack, sinks):
+    """Gateway instances sharing the bucket and reading status through the sinks."""
+
+    async def make():
+        settings = GatewaySettings(daily_quota=10_000)
+        status = ClickHouseStatus(RemoteReader(sinks.query_url), DATABASE)
+        services = gateway_services(local_stack.kafka, local_stack.s3, settings, status=status)
+        client = await aiohttp_client(create_app(settings, services))
+        client.services = services
+        return client
+
+    return make

@@ -1,0 +1,333 @@
+"""The ClickHouse schema on the embedded chDB engine: migrations, replays, and what each view answers."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from schemas.events import FailureReason, ImageMetadata, ImageProcessed, ImageReady, ProcessingFailed, Stage
+from sinks.clickhouse_schema import MIGRATIONS, TABLES, VIEWS, migrate
+from sinks.rows import TABLE_COLUMNS
+from tests.sinks.pipeline_data import DATABASE, PHOTOGRAPHERS, Pipeline, build_pipeline, chdb, insert_events
+
+pytestmark = pytest.mark.integration
+
+DB = DATABASE
+
+
+@pytest.fixture
+def client(tmp_path):
+    with chdb(tmp_path) as client:
+        yield client
+
+
+@pytest.fixture
+def pipeline() -> Pipeline:
+    return build_pipeline()
+
+
+@pytest.fixture
+def loaded(client, pipeline):
+    """A migrated database holding the pipeline twice over: the run and a full replay of it."""
+    migrate(client, DB)
+    insert_events(client, pipeline.events)
+    insert_events(client, pipeline.events)
+    return client
+
+
+def _dicts(client, sql: str) -> list[dict]:
+    result = client.query(sql)
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+
+def _snapshot(client) -> dict[str, list[tuple]]:
+    return {view: client.query(f"SELECT * FROM {DB}.{view} ORDER BY ALL").result_rows for view in VIEWS}
+
+
+def _linear_quantile(values: list[int], level: float) -> float:
+    # What ClickHouse's quantile() computes below its 8192-value reservoir: linear interpolation.
+    ordered = sorted(values)
+    position = level * (len(ordered) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _naive(moment):
+    # clickhouse-connect hands back UTC columns as naive datetimes.
+    return None if moment is None else moment.replace(tzinfo=None)
+
+
+# -- migrations ------------------------------------------------------------------------------------
+
+
+def test_migration_versions_increase_and_name_the_database():
+    versions = [m.version for m in MIGRATIONS]
+    assert versions == sorted(set(versions))
+    for migration in MIGRATIONS:
+        assert all("{db}." in statement for statement in migration.statements)
+
+
+def test_migrate_rejects_a_database_name_that_is_not_an_identifier():
+    with pytest.raises(ValueError, match="identifier"):
+        migrate(None, "photostream; DROP TABLE x")
+
+
+def test_migrate_creates_every_table_and_view_once(client):
+    assert migrate(client, DB) == [m.version for m in MIGRATIONS]
+    assert migrate(client, DB) == []
+
+    tables = client.query("SELECT name, engine FROM system.tables WHERE database = %(db)s", {"db": DB})
+    engines = dict(tables.result_rows)
+    assert {name: engines[name] for name in TABLES} == dict.fromkeys(TABLES, "ReplacingMergeTree")
+    assert {name: engines[name] for name in VIEWS} == dict.fromkeys(VIEWS, "View")
+    recorded = client.query(f"SELECT version, description FROM {DB}.schema_migrations FINAL ORDER BY version")
+    assert recorded.result_rows == [(m.version, m.description) for m in MIGRATIONS]
+
+
+def test_table_columns_match_the_ddl(client):
+    migrate(client, DB)
+    for table in TABLES:
+        columns = client.query(
+            "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(table)s ORDER BY position",
+            {"db": DB, "table": table},
+        ).result_rows
+        assert tuple(name for (name,) in columns) == TABLE_COLUMNS[table]
+
+
+def test_sorting_keys_start_with_photographer_and_upload(client):
+    migrate(client, DB)
+    keys = dict(
+        client.query(
+            "SELECT name, sorting_key FROM system.tables WHERE database = %(db)s AND engine LIKE '%%MergeTree'",
+            {"db": DB},
+        ).result_rows
+    )
+    assert all(keys[table].startswith("photographer_id, upload_id") for table in TABLES)
+    assert keys["variants"] == "photographer_id, upload_id, variant, format"
+    assert keys["failures"] == "photographer_id, upload_id, stage"
+
+
+def test_migrate_after_a_crash_before_the_record_is_harmless(client, pipeline):
+    migrate(client, DB)
+    insert_events(client, pipeline.events)
+    # As if every statement ran but no record was written: the statements run again over live tables.
+    client.command(f"TRUNCATE TABLE {DB}.schema_migrations")
+    assert migrate(client, DB) == [m.version for m in MIGRATIONS]
+    assert client.query(f"SELECT count() FROM {DB}.uploads FINAL").result_rows == [(len(pipeline.truth),)]
+
+
+# -- replays -----------------------------------------------------------------------------------------
+
+
+def test_a_replay_changes_no_view(client, pipeline):
+    migrate(client, DB)
+    for table in TABLES:  # keep the replay in separate parts, so FINAL (not a lucky merge) collapses it
+        client.command(f"SYSTEM STOP MERGES {DB}.{table}")
+    insert_events(client, pipeline.events)
+    first = _snapshot(client)
+    insert_events(client, pipeline.events)
+
+    uploads = len(pipeline.truth)
+    assert client.query(f"SELECT count() FROM {DB}.uploads").result_rows == [(2 * uploads,)]
+    assert client.query(f"SELECT count() FROM {DB}.uploads FINAL").result_rows == [(uploads,)]
+    assert _snapshot(client) == first
+
+    for table in TABLES:
+        client.command(f"SYSTEM START MERGES {DB}.{table}")
+        client.command(f"OPTIMIZE TABLE {DB}.{table} FINAL")
+    assert client.query(f"SELECT count() FROM {DB}.uploads").result_rows == [(uploads,)]
+    assert _snapshot(client) == first
+
+
+def test_throughput_per_minute_counts_each_image_once(loaded, pipeline):
+    rows = _dicts(loaded, f"SELECT * FROM {DB}.throughput_per_minute")
+    completed, failed = pipeline.with_status("completed"), pipeline.with_status("failed")
+    assert sum(r["uploads"] for r in rows) == len(pipeline.truth) == 21
+    assert sum(r["images"] for r in rows) == len(completed) == 12
+    assert sum(r["failures"] for r in rows) == len(failed) == 6
+    assert sum(r["bytes_in"] for r in rows) == sum(t.bytes_in for t in pipeline.truth)
+    assert sum(r["bytes_out"] for r in rows) == sum(t.bytes_out for t in completed)
+    per_photographer = Counter()
+    for r in rows:
+        per_photographer[r["photographer_id"]] += r["images"]
+    assert per_photographer == dict.fromkeys(PHOTOGRAPHERS, 4)
+
+
+def test_throughput_percentiles_are_those_of_the_completed_images(loaded, pipeline):
+    rows = _dicts(loaded, f"SELECT * FROM {DB}.throughput_per_minute")
+    assert len(rows) > len(PHOTOGRAPHERS)  # the run spans several minutes
+    for row in rows:
+        latencies = [
+            t.stage_ms["end_to_end_ms"]
+            for t in pipeline.with_status("completed")
+            if t.photographer_id == row["photographer_id"]
+            and t.received_at.replace(second=0, microsecond=0, tzinfo=None) == row["minute"]
+        ]
+        if not latencies:
+            assert (row["p50_ms"], row["p95_ms"], row["p99_ms"]) == (None, None, None)
+            continue
+        assert min(latencies) <= row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] <= max(latencies)
+        for level, column in ((0.5, "p50_ms"), (0.95, "p95_ms"), (0.99, "p99_ms")):
+            assert row[column] == pytest.approx(_linear_quantile(latencies, level))
+
+
+def test_image_stages_status_and_milliseconds(loaded, pipeline):
+    rows = {r["upload_id"]: r for r in _dicts(loaded, f"SELECT * FROM {DB}.image_stages")}
+    assert len(rows) == len(pipeline.truth)
+    statuses = Counter(r["status"] for r in rows.values())
+    assert statuses == {"completed": 12, "failed": 6, "queued": 3}
+    for truth in pipeline.truth:
+        row = rows[truth.upload_id]
+        assert row["status"] == truth.status, truth
+        assert row["photographer_id"] == truth.photographer_id
+        for column, expected in truth.stage_ms.items():
+            assert row[column] == expected, (column, truth)
+        for column in ("received_at", "published_at", "processing_started_at", "processed_at", "ready_at"):
+            assert row[column] == _naive(getattr(truth, column)), (column, truth)
+        assert row["failed_at"] == _naive(truth.failed_at)
+        assert row["bytes_in"] == truth.bytes_in
+        assert row["bytes_out"] == truth.bytes_out
+
+
+def test_image_stages_queued_and_failed_carry_nulls_not_defaults(loaded):
+    rows = _dicts(loaded, f"SELECT * FROM {DB}.image_stages WHERE status != 'completed'")
+    for row in rows:
+        assert row["ready_at"] is None
+        assert row["storage_ms"] is None
+        assert row["end_to_end_ms"] is None
+    queued = [r for r in rows if r["status"] == "queued"]
+    assert all(r["failed_at"] is None and r["failure_reason"] is None for r in queued)
+    # ph-carol's queued image was processed, its variants not yet durable
+    assert sorted(r["processing_ms"] is not None for r in queued) == [False, False, True]
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert Counter(r["failure_stage"] for r in failed) == {"processing": 3, "s3-sink": 3}
+
+
+def test_a_retry_that_completes_wins_over_its_earlier_failure(loaded):
+    rows = _dicts(loaded, f"SELECT * FROM {DB}.image_stages WHERE failure_reason = 'missing_original'")
+    assert [(r["photographer_id"], r["status"]) for r in rows] == [("ph-alice", "completed")]
+
+
+def test_stage_latency_per_minute(loaded, pipeline):
+    rows = _dicts(loaded, f"SELECT * FROM {DB}.stage_latency_per_minute ORDER BY minute")
+    assert sum(r["uploads"] for r in rows) == len(pipeline.truth)
+    assert sum(r["images"] for r in rows) == len(pipeline.with_status("completed"))
+    for row in rows:
+        for stage in ("gateway", "queue", "processing", "storage", "end_to_end"):
+            p50, p95, p99 = (row[f"{stage}_p{p}_ms"] for p in (50, 95, 99))
+            if p50 is not None:
+                assert 0 < p50 <= p95 <= p99
+    # every upload passed the gateway, so its percentiles are never empty
+    assert all(r["gateway_p50_ms"] is not None for r in rows)
+
+
+def test_failures_by_reason(loaded, pipeline):
+    rows = {(r["stage"], r["reason"]): r for r in _dicts(loaded, f"SELECT * FROM {DB}.failures_by_reason")}
+    expected = Counter((str(e.stage), e.reason.value) for e in pipeline.failure_events)
+    assert {key: r["failures"] for key, r in rows.items()} == expected
+    assert rows[("s3-sink", "internal")]["photographers"] == 3
+    last = max(e.failed_at for e in pipeline.failure_events if e.stage == Stage.S3_SINK)
+    assert rows[("s3-sink", "internal")]["last_failed_at"] == _naive(last)
+
+
+def test_cameras(loaded, pipeline):
+    rows = _dicts(loaded, f"SELECT * FROM {DB}.cameras")
+    expected = Counter()
+    photographers: dict[tuple, set[str]] = {}
+    for truth in pipeline.truth:
+        if truth.processed_at is not None and truth.camera is not None:
+            expected[truth.camera] += 1
+            photographers.setdefault(truth.camera, set()).add(truth.photographer_id)
+    assert {(r["camera_make"], r["camera_model"], r["lens"]): r["images"] for r in rows} == expected
+    assert {(r["camera_make"], r["camera_model"], r["lens"]): r["photographers"] for r in rows} == {
+        camera: len(names) for camera, names in photographers.items()
+    }
+
+
+def test_duplicates_per_photographer(loaded, pipeline):
+    rows = {r["photographer_id"]: r for r in _dicts(loaded, f"SELECT * FROM {DB}.duplicates_per_photographer")}
+    for photographer in PHOTOGRAPHERS:
+        images = [t for t in pipeline.truth if t.photographer_id == photographer and t.processed_at is not None]
+        kinds = Counter(t.duplicate_kind for t in images)
+        row = rows[photographer]
+        assert row["images"] == len(images)
+        assert (row["exact_duplicates"], row["near_duplicates"]) == (kinds["exact"], kinds["near"])
+        assert row["duplicate_ratio"] == pytest.approx((kinds["exact"] + kinds["near"]) / len(images), abs=1e-4)
+    assert (rows["ph-carol"]["exact_duplicates"], rows["ph-carol"]["near_duplicates"]) == (1, 1)
+
+
+# -- re-processing and arrival order -------------------------------------------------------------------
+
+
+def test_a_later_reprocessing_replaces_the_image_row(client, pipeline):
+    migrate(client, DB)
+    insert_events(client, pipeline.events)
+    truth = pipeline.with_status("completed")[0]
+    first: ImageProcessed = pipeline.processed[truth.upload_id]
+    later = timedelta(minutes=2)
+    again = dataclasses.replace(
+        first,
+        metadata=ImageMetadata(camera_make="NIKON CORPORATION", camera_model="NIKON Z 8"),
+        processing_started_at=first.processing_started_at + later,
+        processed_at=first.processed_at + later + timedelta(milliseconds=250),
+    )
+    ready = next(e for e in pipeline.events if isinstance(e, ImageReady) and e.upload_id == truth.upload_id)
+    ready_again = dataclasses.replace(ready, ready_at=again.processed_at + timedelta(milliseconds=400))
+    insert_events(client, [again, ready_again])
+    insert_events(client, [first, ready])  # a late replay of the older run must not win back
+
+    where = f"upload_id = '{truth.upload_id}'"
+    images = _dicts(client, f"SELECT camera_make, processed_at FROM {DB}.images FINAL WHERE {where}")
+    assert images == [{"camera_make": "NIKON CORPORATION", "processed_at": _naive(again.processed_at)}]
+    stage = _dicts(client, f"SELECT processing_ms, storage_ms, status FROM {DB}.image_stages WHERE {where}")
+    assert stage == [{"processing_ms": truth.stage_ms["processing_ms"] + 250, "storage_ms": 400, "status": "completed"}]
+    cameras = dict(client.query(f"SELECT camera_make, sum(images) FROM {DB}.cameras GROUP BY ALL").result_rows)
+    assert cameras["NIKON CORPORATION"] == 1
+    assert client.query(f"SELECT count() FROM {DB}.images FINAL").result_rows == [(len(pipeline.processed),)]
+
+
+def test_a_later_failure_at_the_same_stage_replaces_the_earlier(client, pipeline):
+    migrate(client, DB)
+    failure = pipeline.failure_events[0]
+    retry = dataclasses.replace(
+        failure, reason=FailureReason.INTERNAL, attempt=2, failed_at=failure.failed_at + timedelta(seconds=30)
+    )
+    insert_events(client, [retry, failure])
+    rows = _dicts(client, f"SELECT reason, attempt FROM {DB}.failures FINAL")
+    assert rows == [{"reason": "internal", "attempt": 2}]
+
+
+def test_an_image_whose_upload_row_is_late_still_shows(client, pipeline):
+    # The sink consumes four topics independently; photo-ready may be written before photo-uploads.
+    migrate(client, DB)
+    truth = pipeline.with_status("completed")[1]
+    ready = next(e for e in pipeline.events if isinstance(e, ImageReady) and e.upload_id == truth.upload_id)
+    insert_events(client, [pipeline.processed[truth.upload_id], ready])
+    (row,) = _dicts(client, f"SELECT * FROM {DB}.image_stages")
+    assert (row["status"], row["received_at"], row["gateway_ms"]) == ("completed", _naive(truth.received_at), None)
+    assert row["end_to_end_ms"] == truth.stage_ms["end_to_end_ms"]
+    (minute,) = _dicts(client, f"SELECT uploads, images, bytes_in FROM {DB}.throughput_per_minute")
+    assert minute == {"uploads": 1, "images": 1, "bytes_in": 0}
+
+
+def test_a_failure_without_received_at_counts_in_the_minute_it_failed(client, pipeline):
+    migrate(client, DB)
+    failed_at = pipeline.truth[0].received_at
+    failure = ProcessingFailed(
+        upload_id=uuid.uuid4(),
+        photographer_id="ph-dave",
+        stage=Stage.GATEWAY,
+        reason=FailureReason.UNSUPPORTED,
+        detail="not an image",
+        failed_at=failed_at,
+    )
+    insert_events(client, [failure])
+    (row,) = _dicts(client, f"SELECT status, received_at, failed_at FROM {DB}.image_stages")
+    assert row == {"status": "failed", "received_at": _naive(failed_at), "failed_at": _naive(failed_at)}
+    (minute,) = _dicts(client, f"SELECT minute, uploads, failures FROM {DB}.throughput_per_minute")
+    assert minute == {"minute": _naive(failed_at).replace(second=0), "uploads": 1, "failures": 1}
