@@ -56,13 +56,17 @@ async def test_uploads_end_as_images_variants_ready_events_and_throughput(
     sinks.start()
     workers.start()
     ids: dict[str, str] = {}
+    names: dict[str, str] = {}
     broken: set[str] = set()
     for index, photographer in enumerate(photographers):
         files = [(f"{i}.jpg", photo(100 * index + i, size=(900, 600))) for i in range(3)]
+        if index == 0:
+            files.append(("copy.jpg", photo(0, size=(900, 600), quality=70)))  # a re-encode of 0.jpg
         if index == 1:
             files.append(("broken.jpg", photo(999)[:4000]))
         for item in await upload(first_gateway, keys[photographer], *files):
             ids[item["upload_id"]] = photographer
+            names[item["filename"] + photographer] = item["upload_id"]
             if item["filename"] == "broken.jpg":
                 broken.add(item["upload_id"])
     completed_ids = [upload_id for upload_id in ids if upload_id not in broken]
@@ -85,6 +89,9 @@ async def test_uploads_end_as_images_variants_ready_events_and_throughput(
         ("web", "jpeg"),
         ("web", "webp"),
     ]
+    copy = bodies[names["copy.jpg" + photographers[0]]]
+    assert copy["duplicate_of"] == names["0.jpg" + photographers[0]]
+    assert "duplicate_of" not in bodies[names["0.jpg" + photographers[0]]]
     web = next(v for v in done["variants"] if (v["name"], v["format"]) == ("web", "jpeg"))
     fetched = httpx.get(web["url"], timeout=10)
     assert fetched.status_code == 200
