@@ -67,7 +67,7 @@ class EventProducer:
             if err is not None:
                 done.set_exception(PublishError(f"{topic}: {err.str()}"))
             else:
-                done.set_result((msg.partition(), msg.offset()))
+                done.set_result((msg.partition() or 0, msg.offset() or 0))
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             loop.call_soon_threadsafe(settle, err, msg)

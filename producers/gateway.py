@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.typedefs import Middleware
 
 from photostream.config import GatewaySettings
 from photostream.objectstore import ObjectStore, StoreError, StoreUnavailable
@@ -393,7 +394,7 @@ class Gateway:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error_middleware(gateway: Gateway) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _error_middleware(gateway: Gateway) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -406,8 +407,8 @@ def _error_middleware(gateway: Gateway) -> Callable[[web.Request, Handler], Awai
         except (StoreUnavailable, PublishError) as exc:
             log.warning("dependency unavailable on %s: %s", route, exc)
             gateway.metrics.rejections.labels("unavailable").inc()
-            error = problems.unavailable(str(exc), gateway.settings.retry_after_seconds)
-            response = error.problem.response(error.headers)
+            unavailable = problems.unavailable(str(exc), gateway.settings.retry_after_seconds)
+            response = unavailable.problem.response(unavailable.headers)
         except StoreError as exc:
             log.error("object store refused on %s: %s", route, exc)
             response = problems.Problem("internal", 500, "Internal error", "the object store refused").response()

@@ -90,10 +90,7 @@ class Record:
         return f"{NAMESPACE}.{cls.__name__}"
 
 
-_record = dataclass(frozen=True, slots=True, kw_only=True)
-
-
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UploadReceived(Record):
     """A photo accepted by the gateway, its original durable in S3. Topic ``photo-uploads``."""
 
@@ -113,7 +110,7 @@ class UploadReceived(Record):
     gateway_id: str
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VariantRendered(Record):
     """One rendered variant of an image, with its bytes. Topic ``photo-variants``."""
 
@@ -131,7 +128,7 @@ class VariantRendered(Record):
     rendered_at: datetime
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ImageMetadata(Record):
     """Metadata read from an original; every field may be unknown (None)."""
 
@@ -160,7 +157,7 @@ class ImageMetadata(Record):
     gps_altitude: float | None = None
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ImageProcessed(Record):
     """Metadata, hashes, duplicate check and stage timings of an image. Topic ``photo-processed``."""
 
@@ -182,7 +179,7 @@ class ImageProcessed(Record):
     render_ms: int
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoredVariant(Record):
     """One variant as stored in S3."""
 
@@ -196,7 +193,7 @@ class StoredVariant(Record):
     sha256: str
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ImageReady(Record):
     """Every variant of an image is durable in S3. Topic ``photo-ready``."""
 
@@ -208,7 +205,7 @@ class ImageReady(Record):
     ready_at: datetime
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProcessingFailed(Record):
     """A dead letter with a reason code. Topic ``photo-failed``."""
 

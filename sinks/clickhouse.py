@@ -14,12 +14,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Message
-
 from schemas.errors import SerdeError
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS
 from sinks.analytics import Analytics
+from sinks.consumer import Received
 from sinks.rows import TABLE_COLUMNS, rows_for
 
 log = logging.getLogger(__name__)
@@ -46,13 +45,13 @@ class ClickHouseSink:
         """Events in the current batch."""
         return sum(self._counts.values())
 
-    async def add(self, message: Message) -> None:
+    async def add(self, message: Received) -> None:
         """Turn one event into rows; an undecodable one is logged and skipped."""
-        partition = (message.topic(), message.partition())
-        self._next[partition] = message.offset() + 1
+        partition = message.source
+        self._next[partition] = message.offset + 1
         self._counts[partition] += 1
         try:
-            event = self._serde.decode(message.value(), message.topic(), message.partition(), message.offset())
+            event = self._serde.decode(message.value, message.topic, message.partition, message.offset)
             rows = rows_for(event)
         except (SerdeError, TypeError) as error:
             log.error("skipping an event ClickHouse cannot take: %s", error)

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 import tenacity
@@ -30,6 +31,29 @@ Offsets = dict[tuple[str, int], int]
 """Next offset to read, by (topic, partition)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A consumed message's place and payload (librdkafka types these as optional; here they are set)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+    @classmethod
+    def of(cls, message: Message) -> Received:
+        """Read a message that carries no error."""
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic is None or partition is None or offset is None:
+            raise ValueError("a message without a topic, partition or offset")
+        return cls(topic, partition, offset, message.value() or b"")
+
+    @property
+    def source(self) -> tuple[str, int]:
+        """The (topic, partition) it came from."""
+        return self.topic, self.partition
+
+
 class Sink(Protocol):
     """What a sink implements; the loop calls these from one task, never concurrently."""
 
@@ -38,7 +62,7 @@ class Sink(Protocol):
     def pending(self) -> int:
         """How many messages wait in the current batch."""
 
-    async def add(self, message: Message) -> None:
+    async def add(self, message: Received) -> None:
         """Take one message into the batch (decode it; bad input is logged and skipped)."""
 
     async def flush(self) -> Offsets:
@@ -109,7 +133,7 @@ class SinkLoop:
                         if error.code() != KafkaError._PARTITION_EOF:
                             log.warning("%s: consumer error %s", self._sink.name, error)
                         continue
-                    await self._sink.add(message)
+                    await self._sink.add(Received.of(message))
                     started = started if started is not None else time.monotonic()
                 old = started is not None and time.monotonic() - started >= self._batch_seconds
                 if self._sink.pending() >= self._batch_size or (old and self._sink.pending()):
@@ -130,7 +154,7 @@ class SinkLoop:
             before_sleep=tenacity.before_sleep_log(log, logging.WARNING),
             reraise=True,
         )
-        offsets = await retrying(self._sink.flush)
+        offsets: Offsets = await retrying(self._sink.flush)
         if offsets:
             commit = [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
             await asyncio.get_running_loop().run_in_executor(self._kafka_thread, self._commit, commit)

@@ -79,8 +79,8 @@ class RemoteReader:
             raise QueryUnavailable(f"no answer from {self._url}: is `photostream sinks` running?") from error
         if response.status == 200:
             return QueryResult(tuple(answer["columns"]), tuple(answer["types"]), tuple(map(tuple, answer["rows"])))
-        error = ReadOnlyViolation if answer.get("type") == "/problems/read-only" else AnalyticsError
-        raise error(answer.get("detail", f"query failed with HTTP {response.status}"))
+        kind = ReadOnlyViolation if answer.get("type") == "/problems/read-only" else AnalyticsError
+        raise kind(answer.get("detail", f"query failed with HTTP {response.status}"))
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from confluent_kafka import Message
-
 from photostream.objectstore import ObjectMissing, ObjectStore
 from schemas.errors import SerdeError
 from schemas.events import ImageReady, StoredVariant, VariantRendered
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_READY
+from sinks.consumer import Received
 from streams.imaging import CONTENT_TYPES, EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -120,20 +119,20 @@ class VariantSink:
         """Variants not yet written."""
         return len(self._writes)
 
-    async def add(self, message: Message) -> None:
+    async def add(self, message: Received) -> None:
         """Take one ``VariantRendered``; an undecodable message is logged and skipped."""
-        partition = (message.topic(), message.partition())
-        self._next[partition] = message.offset() + 1
+        partition = message.source
+        self._next[partition] = message.offset + 1
         try:
-            event = self._serde.decode(message.value(), message.topic(), message.partition(), message.offset())
+            event = self._serde.decode(message.value, message.topic, message.partition, message.offset)
         except SerdeError as error:
             log.error("skipping an undecodable variant: %s", error)
             return
         if not isinstance(event, VariantRendered):
-            log.error("skipping a %s on %s", type(event).__name__, message.topic())
+            log.error("skipping a %s on %s", type(event).__name__, message.topic)
             return
         key = variant_key(event.photographer_id, event.upload_id, event.received_at, event.variant, event.format)
-        self._writes.append(_Write(event, key, partition, message.offset()))
+        self._writes.append(_Write(event, key, partition, message.offset))
         if event.upload_id not in self._images and event.upload_id not in self._recent:
             self._images[event.upload_id] = _Image(
                 upload_id=event.upload_id,
@@ -141,7 +140,7 @@ class VariantSink:
                 received_at=event.received_at,
                 expected=event.variant_count,
                 partition=partition,
-                first_offset=message.offset(),
+                first_offset=message.offset,
             )
 
     async def flush(self) -> dict[tuple[str, int], int]:

@@ -29,7 +29,7 @@ from schemas.topics import PHOTO_VARIANTS
 from sinks import clickhouse
 from sinks.analytics import Analytics
 from sinks.clickhouse_schema import migrate
-from sinks.consumer import SinkLoop
+from sinks.consumer import Sink, SinkLoop
 from sinks.query import query_routes
 from sinks.s3 import VariantSink
 
@@ -51,26 +51,23 @@ async def serve(
     store = ObjectStore(s3)
     producer = EventProducer(kafka, client_id="photostream-s3-sink")
     serde = EventSerde(registry.url)
-    batching = {
-        "batch_size": sinks.batch_size,
-        "batch_seconds": sinks.batch_seconds,
-        "retry_seconds": sinks.retry_seconds,
-    }
+
+    def sink_loop(sink: Sink, group_id: str, topics: list[str]) -> SinkLoop:
+        return SinkLoop(
+            kafka,
+            sink,
+            group_id=group_id,
+            topics=topics,
+            batch_size=sinks.batch_size,
+            batch_seconds=sinks.batch_seconds,
+            retry_seconds=sinks.retry_seconds,
+        )
+
     loops = [
-        SinkLoop(
-            kafka,
-            VariantSink(store, producer, serde, cache_control=sinks.cache_control),
-            group_id=sinks.s3_group,
-            topics=[PHOTO_VARIANTS],
-            **batching,
+        sink_loop(
+            VariantSink(store, producer, serde, cache_control=sinks.cache_control), sinks.s3_group, [PHOTO_VARIANTS]
         ),
-        SinkLoop(
-            kafka,
-            clickhouse.ClickHouseSink(analytics, serde),
-            group_id=sinks.clickhouse_group,
-            topics=clickhouse.TOPICS,
-            **batching,
-        ),
+        sink_loop(clickhouse.ClickHouseSink(analytics, serde), sinks.clickhouse_group, clickhouse.TOPICS),
     ]
     runner = None
     if warehouse.embedded:
@@ -83,7 +80,7 @@ async def serve(
         log.info("answering read-only queries on %s", warehouse.query_url)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: [sink_loop.stop() for sink_loop in loops])
+        loop.add_signal_handler(sig, _stop_all, loops)
     print("sinks running", flush=True)
     try:
         await asyncio.gather(*(sink_loop.run() for sink_loop in loops))
@@ -93,6 +90,11 @@ async def serve(
         producer.close()
         store.close()
         analytics.close()
+
+
+def _stop_all(loops: list[SinkLoop]) -> None:
+    for sink_loop in loops:
+        sink_loop.stop()
 
 
 def run_sinks() -> None:

@@ -20,6 +20,7 @@ fixes them. One more rule comes from faust: a table write takes its changelog pa
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from photostream.config import KafkaSettings, WorkerSettings
 from photostream.topics import PARTITIONS, VARIANT_MAX_MESSAGE_BYTES
 from schemas import topics
 from schemas.errors import SerdeError
+from schemas.events import UploadReceived
 from schemas.serde import EventSerde
 from streams.duplicates import DuplicateIndex
 from streams.faust_fixes import App, TrackedTable, changelog_sends
@@ -89,21 +91,28 @@ def create_app(
     )
     table = app.Table(DUPLICATES_TABLE, default=None, partitions=PARTITIONS)
     duplicates = DuplicateIndex(table, max_distance=worker.duplicate_distance)
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    uploads = app.topic(topics.PHOTO_UPLOADS, **raw)
-    outputs = {
-        name: app.topic(name, **raw) for name in (topics.PHOTO_VARIANTS, topics.PHOTO_PROCESSED, topics.PHOTO_FAILED)
-    }
+
+    def raw_topic(name: str) -> faust.TopicT:
+        # Keys are photographer ids and values Avro bytes: serde.py does the encoding, not faust.
+        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    uploads = raw_topic(topics.PHOTO_UPLOADS)
+    outputs = {name: raw_topic(name) for name in (topics.PHOTO_VARIANTS, topics.PHOTO_PROCESSED, topics.PHOTO_FAILED)}
 
     async def handle(stream: StreamT, event: EventT, step: _Step, previous: _Step | None) -> None:
         message = event.message
         source = Source(message.topic, message.partition, message.offset)
+        upload: UploadReceived | None = None
         try:
-            upload = serde.decode(event.value, source.topic, source.partition, source.offset)
+            decoded = serde.decode(event.value, source.topic, source.partition, source.offset)
         except SerdeError as error:
             # Nothing to emit without an upload id; the log names topic, partition and offset.
             log.error("skipping an undecodable event: %s", error)
-            upload = None
+        else:
+            if isinstance(decoded, UploadReceived):
+                upload = decoded
+            else:
+                log.error("skipping a %s on %s at offset %s", type(decoded).__name__, source.topic, source.offset)
         prepared = await handler.prepare(upload, source) if upload is not None else None
         if previous is not None:
             await previous.sent
@@ -124,7 +133,7 @@ def create_app(
 
     @app.agent(uploads, name="process-uploads")
     async def process_uploads(stream: StreamT) -> None:
-        stream = stream.noack()
+        stream = stream.noack()  # type: ignore[attr-defined]  # on Stream, missing from StreamT
         window = asyncio.Semaphore(worker.in_flight)
         tails: dict[TP, _Step] = {}
         running: set[asyncio.Task[None]] = set()
@@ -137,7 +146,7 @@ def create_app(
             # go to this event's changelog partition.
             task = asyncio.create_task(handle(stream, event, step, previous))
             running.add(task)
-            task.add_done_callback(lambda task, step=step: _finish(task, step, window, running, fatal))
+            task.add_done_callback(functools.partial(_finish, step=step, window=window, running=running, fatal=fatal))
 
     return app
 
@@ -167,6 +176,7 @@ class _Step:
 
 def _finish(
     task: asyncio.Task[None],
+    *,
     step: _Step,
     window: asyncio.Semaphore,
     running: set[asyncio.Task[None]],

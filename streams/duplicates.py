@@ -17,9 +17,9 @@ crash repeats the same decision.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 HASH_BITS = 64
 MAX_DISTANCE_LIMIT = 15  # blocks of at least 4 bits; beyond it buckets stop narrowing anything
@@ -27,14 +27,8 @@ MAX_DISTANCE_LIMIT = 15  # blocks of at least 4 bits; beyond it buckets stop nar
 DuplicateKind = Literal["exact", "near"]
 
 
-class Store(Protocol):
-    """The slice of a mapping the index needs; a Faust table and a dict both provide it."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """Return the value at ``key``, or ``default``."""
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        """Set the value at ``key``."""
+Store = MutableMapping[str, Any]
+"""Where entries live: a Faust table in the worker, a dict in tests."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,7 @@ class App(faust.App):
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
-        consumer._read_offset = _NeverRead()
+        consumer._read_offset = _NeverRead()  # type: ignore[attr-defined]  # on Consumer, not ConsumerT
         return consumer
 
     @cached_property

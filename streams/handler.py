@@ -99,7 +99,7 @@ class UploadHandler:
         """Fetch the original and derive everything from it; never raises on bad input."""
         started_at = self._clock()
         try:
-            data = await self._fetch(self._originals.get, upload.original_key)
+            data: bytes = await self._fetch(self._originals.get, upload.original_key)
         except ObjectMissing:
             return self._failed(upload, source, started_at, FailureReason.MISSING_ORIGINAL, "the original is gone")
         except StoreError as error:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from schemas.events import ImageMetadata
 from streams.imaging import (
@@ -100,7 +100,8 @@ class ImageProcessor:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        ((metadata, fingerprints, metadata_ms, hash_ms), _), *rendered = results
+        (metadata, fingerprints, metadata_ms, hash_ms), _ = cast(tuple[_Analysis, int], results[0])
+        rendered = cast(list[tuple[list[RenderedVariant], int]], results[1:])
         return Processed(
             metadata=metadata,
             fingerprints=fingerprints,
@@ -119,7 +120,10 @@ def _call_timed(function: Callable[..., T], args: tuple[object, ...]) -> tuple[T
     return result, _ms(time.perf_counter() - started)
 
 
-def _analyse(original: Original, keep_gps: bool) -> tuple[ImageMetadata, Fingerprints, int, int]:
+_Analysis = tuple[ImageMetadata, Fingerprints, int, int]
+
+
+def _analyse(original: Original, keep_gps: bool) -> _Analysis:
     started = time.perf_counter()
     metadata = read_metadata(original, keep_gps=keep_gps)
     hashed = time.perf_counter()

@@ -187,7 +187,8 @@ def _datetime(tags: Tags) -> str | None:
         if match is None:
             continue
         try:
-            moment = datetime(*(int(part) for part in match.groups()))  # EXIF times are local
+            year, month, day, hour, minute, second = (int(part) for part in match.groups())
+            moment = datetime(year, month, day, hour, minute, second)  # EXIF times are local, no zone
         except ValueError:  # February 30th, hour 25, year 0...
             continue
         return moment.isoformat()

@@ -7,6 +7,7 @@ run in its own thread; its formats are encoded from one in-memory copy.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
@@ -102,7 +103,7 @@ def render(original: Original, spec: VariantSpec) -> list[RenderedVariant]:
     image = to_srgb8(original.thumbnail(spec.width, spec.height, crop=spec.crop), keep_alpha=not opaque_only)
     rendered = []
     for fmt in spec.formats:
-        data = compute(image, original.limits, lambda im, fmt=fmt: _encode(im, fmt, spec.quality))
+        data: bytes = compute(image, original.limits, functools.partial(_encode, fmt=fmt, quality=spec.quality))
         rendered.append(
             RenderedVariant(
                 variant=spec.name,
