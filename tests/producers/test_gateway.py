@@ -15,8 +15,10 @@ from PIL import Image
 from photostream.config import GatewaySettings, KafkaSettings, S3Settings
 from photostream.topics import ensure_topics
 from producers.gateway import create_app
+from producers.status import Progress
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_UPLOADS as UPLOADS
+from sinks.query import QueryUnavailable
 from tests.gateway_client import auth, form, gateway_services
 
 pytestmark = pytest.mark.integration
@@ -317,6 +319,85 @@ async def test_another_photographers_upload_is_404_like_a_missing_one(client, ap
     missing = await problem(await client.get(f"/v1/uploads/{uuid.uuid4()}", headers=auth(other)), 404)
     assert theirs["title"] == missing["title"]
     await problem(await client.get("/v1/uploads/not-a-uuid", headers=auth(api_key)), 404)
+
+
+class FixedStatus:
+    """A status source that answers the same progress for every upload (or fails)."""
+
+    def __init__(self, progress: Progress | None = None, error: Exception | None = None) -> None:
+        self.progress_value, self.error, self.asked = progress, error, []
+
+    async def progress(self, upload_id: str, photographer_id: str) -> Progress:
+        self.asked.append((upload_id, photographer_id))
+        if self.error is not None:
+            raise self.error
+        return self.progress_value
+
+    async def close(self) -> None:
+        pass
+
+
+async def _status_client(aiohttp_client, local_stack, settings, status):
+    services = gateway_services(local_stack.kafka, local_stack.s3, settings, status=status)
+    client = await aiohttp_client(create_app(settings, services))
+    client.services = services
+    return client
+
+
+async def test_completed_status_shows_metadata_and_expiring_variant_urls(
+    aiohttp_client, local_stack, settings, topics, unique_name
+):
+    variant = {
+        "name": "web",
+        "format": "webp",
+        "width": 640,
+        "height": 480,
+        "bytes": 1234,
+        "key": "derivatives/x/web.webp",
+    }
+    status = FixedStatus(Progress("completed", metadata={"width": 640}, variants=[variant], duplicate_of="abc"))
+    client = await _status_client(aiohttp_client, local_stack, settings, status)
+    photographer = unique_name("ph")
+    key = await client.services.keys.create(photographer)
+    created = await (
+        await client.post("/v1/uploads", data=form(("s.jpg", jpeg(color=(3, 9, 1)))), headers=auth(key))
+    ).json()
+    upload_id = created["uploads"][0]["upload_id"]
+    body = await (await client.get(f"/v1/uploads/{upload_id}", headers=auth(key))).json()
+    assert status.asked == [(upload_id, photographer)]
+    assert body["status"] == "completed"
+    assert body["metadata"] == {"width": 640}
+    assert body["duplicate_of"] == "abc"
+    (shown,) = body["variants"]
+    assert "key" not in shown
+    fields = ("name", "format", "width", "height", "bytes")
+    assert {k: shown[k] for k in fields} == {k: variant[k] for k in fields}
+    assert "derivatives/x/web.webp" in shown["url"]
+    assert f"X-Amz-Expires={settings.presigned_url_seconds}" in shown["url"]
+
+
+async def test_failed_status_shows_the_error(aiohttp_client, local_stack, settings, topics, unique_name):
+    error = {"code": "corrupt", "detail": "premature end", "stage": "processing"}
+    client = await _status_client(aiohttp_client, local_stack, settings, FixedStatus(Progress("failed", error=error)))
+    key = await client.services.keys.create(unique_name("ph"))
+    created = await (
+        await client.post("/v1/uploads", data=form(("f.jpg", jpeg(color=(3, 9, 2)))), headers=auth(key))
+    ).json()
+    body = await (await client.get(f"/v1/uploads/{created['uploads'][0]['upload_id']}", headers=auth(key))).json()
+    assert (body["status"], body["error"]) == ("failed", error)
+    assert "variants" not in body
+
+
+async def test_status_store_down_is_503_with_retry_after(aiohttp_client, local_stack, settings, topics, unique_name):
+    status = FixedStatus(error=QueryUnavailable("no answer"))
+    client = await _status_client(aiohttp_client, local_stack, settings, status)
+    key = await client.services.keys.create(unique_name("ph"))
+    created = await (
+        await client.post("/v1/uploads", data=form(("d.jpg", jpeg(color=(3, 9, 3)))), headers=auth(key))
+    ).json()
+    response = await client.get(f"/v1/uploads/{created['uploads'][0]['upload_id']}", headers=auth(key))
+    await problem(response, 503)
+    assert response.headers["Retry-After"] == str(settings.retry_after_seconds)
 
 
 # -- health and metrics --------------------------------------------------------------
