@@ -1,0 +1,164 @@
+"""The S3 sink's bookkeeping with an in-memory bucket: when images are ready, which offsets are safe."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+
+from confluent_kafka import Message
+
+from photostream.objectstore import ObjectMissing
+from schemas.events import ImageReady, VariantRendered
+from schemas.serde import EventSerde
+from schemas.topics import PHOTO_READY, PHOTO_VARIANTS
+from sinks.consumer import Received
+from sinks.s3 import VariantSink, variant_key
+
+SERDE = EventSerde()
+RECEIVED = datetime(2026, 3, 4, 23, 59, tzinfo=UTC)
+SPEC = [("web", "webp"), ("web", "jpeg"), ("thumb", "webp"), ("thumb", "jpeg"), ("square", "webp")]
+
+
+class Bucket:
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, dict]] = {}
+
+    async def put(self, key, body, *, content_type, cache_control=None, sha256=None, metadata=None, **_):
+        assert hashlib.sha256(body).digest() == sha256
+        self.objects[key] = (
+            bytes(body),
+            {"content_type": content_type, "cache_control": cache_control, **(metadata or {})},
+        )
+
+    async def list_keys(self, prefix):
+        return sorted(key for key in self.objects if key.startswith(prefix))
+
+    async def head(self, key):
+        if key not in self.objects:
+            raise ObjectMissing(key)
+        body, meta = self.objects[key]
+        return len(body), {k: v for k, v in meta.items() if k not in {"content_type", "cache_control"}}
+
+
+class Published:
+    def __init__(self) -> None:
+        self.events: list[ImageReady] = []
+
+    async def send(self, topic, *, key, value):
+        assert topic == PHOTO_READY
+        self.events.append(SERDE.decode(value, topic))
+
+
+def variants(upload_id: uuid.UUID, photographer: str = "alice") -> list[VariantRendered]:
+    out = []
+    for name, fmt in SPEC:
+        data = f"{upload_id}{name}{fmt}".encode()
+        out.append(
+            VariantRendered(
+                upload_id=upload_id,
+                photographer_id=photographer,
+                variant=name,
+                format=fmt,
+                content_type=f"image/{fmt}",
+                width=10,
+                height=8,
+                data=data,
+                sha256=hashlib.sha256(data).hexdigest(),
+                variant_count=len(SPEC),
+                received_at=RECEIVED,
+                rendered_at=RECEIVED,
+            )
+        )
+    return out
+
+
+def received(event: VariantRendered, offset: int, partition: int = 3) -> Received:
+    message = Message(
+        topic=PHOTO_VARIANTS, partition=partition, offset=offset, value=SERDE.encode(event, PHOTO_VARIANTS)
+    )
+    return Received.of(message)
+
+
+def sink(**options) -> tuple[VariantSink, Bucket, Published]:
+    bucket, published = Bucket(), Published()
+    return VariantSink(bucket, published, SERDE, **options), bucket, published
+
+
+async def test_keys_follow_the_documented_layout_with_caching_and_checksums():
+    upload_id = uuid.uuid4()
+    key = variant_key("alice", upload_id, RECEIVED, "thumb", "jpeg")
+    assert key == f"derivatives/alice/2026/03/04/{upload_id}/thumb.jpg"
+    s3, bucket, _ = sink()
+    for offset, event in enumerate(variants(upload_id)):
+        await s3.add(received(event, offset))
+    await s3.flush()
+    assert bucket.objects[key][1]["cache_control"] == "public, max-age=31536000, immutable"
+    assert bucket.objects[key][1]["content_type"] == "image/jpeg"
+
+
+async def test_an_image_split_across_batches_is_not_committed_past_its_first_variant():
+    upload_id = uuid.uuid4()
+    s3, _, published = sink()
+    events = variants(upload_id)
+    for offset, event in enumerate(events[:3], start=100):
+        await s3.add(received(event, offset))
+    assert await s3.flush() == {(PHOTO_VARIANTS, 3): 100}
+    assert published.events == []
+    for offset, event in enumerate(events[3:], start=103):
+        await s3.add(received(event, offset))
+    assert await s3.flush() == {(PHOTO_VARIANTS, 3): 105}
+    (ready,) = published.events
+    assert ready.upload_id == upload_id
+    assert len(ready.variants) == 5
+
+
+async def test_the_same_rendering_announced_twice_has_the_same_event_id():
+    upload_id = uuid.uuid4()
+    ids = []
+    for _ in range(2):
+        s3, _, published = sink()
+        for offset, event in enumerate(variants(upload_id)):
+            await s3.add(received(event, offset))
+        await s3.flush()
+        ids.append(published.events[0].event_id)
+    assert ids[0] == ids[1]
+
+
+async def test_late_replayed_variants_of_a_finished_image_do_not_hold_commits_back():
+    upload_id = uuid.uuid4()
+    s3, _, published = sink()
+    events = variants(upload_id)
+    for offset, event in enumerate(events):
+        await s3.add(received(event, offset))
+    await s3.flush()
+    for offset, event in enumerate(events[:2], start=5):
+        await s3.add(received(event, offset))
+    assert await s3.flush() == {(PHOTO_VARIANTS, 3): 7}
+    assert len(published.events) == 1
+
+
+async def test_after_a_restart_an_image_whose_variants_are_already_stored_is_completed_from_s3():
+    upload_id = uuid.uuid4()
+    events = variants(upload_id)
+    first, bucket, _ = sink()
+    for offset, event in enumerate(events):
+        await first.add(received(event, offset))
+    await first.flush()
+    # A new process only sees the last two variants (the rest were committed before it).
+    published = Published()
+    second = VariantSink(bucket, published, SERDE, straggler_seconds=0)
+    for offset, event in enumerate(events[3:], start=3):
+        await second.add(received(event, offset))
+    assert await second.flush() == {(PHOTO_VARIANTS, 3): 5}
+    (ready,) = published.events
+    assert sorted((v.variant, v.format) for v in ready.variants) == sorted(SPEC)
+
+
+async def test_revoked_partitions_are_forgotten():
+    s3, _, _ = sink()
+    for offset, event in enumerate(variants(uuid.uuid4())[:2]):
+        await s3.add(received(event, offset, partition=7))
+    s3.drop([(PHOTO_VARIANTS, 7)])
+    assert s3.pending() == 0
+    assert await s3.flush() == {}
