@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -48,3 +49,10 @@ def start_service(args: list[str], env: Mapping[str, str], log: Path) -> Service
             start_new_session=True,
         )
     return ServiceProcess(process, log)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now, on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

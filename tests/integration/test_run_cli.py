@@ -6,7 +6,6 @@ import io
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,12 @@ import pytest
 from PIL import Image
 
 from schemas.topics import PHOTO_PROCESSED
+from tests.processes import free_port
 from tests.streams.workers import OutputReader
 
 pytestmark = pytest.mark.integration
 
 PHOTOSTREAM = [sys.executable, "-m", "photostream"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _jpeg() -> bytes:
@@ -55,7 +49,7 @@ def test_keys_create_refuses_a_bad_photographer_id(local_stack):
 
 
 def test_run_serves_the_gateway_and_workers_with_a_dev_key_and_stops_on_ctrl_c(local_stack):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GATEWAY_PORT": str(port)}
     proc = subprocess.Popen([*PHOTOSTREAM, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,16 +17,10 @@ from producers.status import ClickHouseStatus
 from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, PHOTO_VARIANTS
 from sinks.query import RemoteReader
 from tests.gateway_client import gateway_services
-from tests.processes import ServiceProcess, start_service
+from tests.processes import ServiceProcess, free_port, start_service
 from tests.streams.workers import commit_offsets, start_group_at_end
 
 DATABASE = "photostream"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from schemas.topics import PHOTO_READY
 from sinks.query import RemoteReader
 from sinks.s3 import variant_key
 from tests.gateway_client import auth
+from tests.processes import free_port
 from tests.streams.uploads import photo, upload
 from tests.streams.workers import OutputReader
 
@@ -196,3 +198,21 @@ def test_sql_command_reads_through_the_running_sinks_and_refuses_writes(sinks):
         check=False,
     )
     assert still_there.stdout.strip().splitlines()[-1] == "1"
+
+
+def test_sql_command_opens_the_embedded_engine_itself_when_the_sinks_are_stopped(tmp_path):
+    env = {
+        **os.environ,
+        "CLICKHOUSE_DSN": f"chdb://{tmp_path / 'clickhouse'}",
+        "CLICKHOUSE_QUERY_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "photostream", "sql", "--format", "csv", "SELECT 40 + 2 AS answer"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines() == ["answer", "42"]
