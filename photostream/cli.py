@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 import click
 
@@ -72,15 +74,6 @@ def run() -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-def _not_yet(name: str, summary: str) -> click.Command:
-    @click.command(name, help=f"{summary} (not implemented yet).", context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args: tuple[str, ...]) -> None:
-        raise click.ClickException(f"`photostream {name}` is not implemented yet")
-
-    return command
-
-
 @main.command()
 def gateway() -> None:
     """Serve the HTTP upload gateway (GATEWAY_HOST:GATEWAY_PORT, default 127.0.0.1:8080)."""
@@ -97,6 +90,54 @@ def worker(loglevel: str) -> None:
     from streams.worker import run_worker
 
     run_worker(loglevel)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--api-key", envvar="PHOTOSTREAM_API_KEY", required=True, help="Your key (or PHOTOSTREAM_API_KEY).")
+@click.option(
+    "--url", default="http://127.0.0.1:8080", show_default=True, envvar="PHOTOSTREAM_URL", help="The gateway."
+)
+@click.option("--parallel", "-j", default=4, show_default=True, type=click.IntRange(1, 64), help="Uploads at once.")
+@click.option("--attempts", default=6, show_default=True, type=click.IntRange(1), help="Tries per file on 429/503.")
+@click.option("--title", help="Title for every file.")
+@click.option("--tags", help="Comma-separated tags for every file.")
+@click.option("--wait", is_flag=True, help="Wait until each upload is completed or failed, and show the results.")
+@click.option("--wait-timeout", default=600.0, show_default=True, help="Seconds --wait waits at most.")
+def upload(
+    paths: tuple[Path, ...],
+    api_key: str,
+    url: str,
+    parallel: int,
+    attempts: int,
+    title: str | None,
+    tags: str | None,
+    wait: bool,
+    wait_timeout: float,
+) -> None:
+    """Upload PATHS (files, and folders recursively) to the gateway."""
+    import time
+
+    from rich.console import Console
+
+    from producers.upload import Uploader, collect, processed_summary, results_table, summary
+
+    files = collect(paths)
+    if not files:
+        raise click.ClickException("no image files found")
+    uploader = Uploader(url, api_key, parallel=parallel, attempts=attempts, title=title, tags=tags)
+    started = time.monotonic()
+    outcomes = asyncio.run(uploader.upload(files))
+    click.echo(summary(outcomes, time.monotonic() - started))
+    if wait:
+        asyncio.run(uploader.wait(outcomes, timeout=wait_timeout))
+        Console().print(results_table(outcomes))
+        click.echo(processed_summary(outcomes))
+    unauthorized = [o for o in outcomes if o.problem == "unauthorized"]
+    if unauthorized:
+        raise click.ClickException("the gateway refused the API key")
+    if any(o.result in {"rejected", "error"} or o.final.get("status") == "failed" for o in outcomes):
+        sys.exit(1)
 
 
 @main.command()
@@ -157,7 +198,3 @@ def keys_create(photographer_id: str) -> None:
         store.close()
     click.echo(f"API key for {photographer_id} (shown once; store it now):")
     click.echo(api_key)
-
-
-for _name, _summary in (("upload", "Upload files and folders to the gateway"),):
-    main.add_command(_not_yet(_name, _summary))

@@ -256,7 +256,13 @@ class Gateway:
             await writer.abort()
             self.metrics.files.labels("duplicate").inc()
             batch.results.append(
-                {"upload_id": upload_id, "filename": filename, "status": "queued", "status_url": _status_url(upload_id)}
+                {
+                    "upload_id": upload_id,
+                    "filename": filename,
+                    "status": "queued",
+                    "status_url": _status_url(upload_id),
+                    "existing": True,
+                }
             )
             return
         await writer.commit()

@@ -13,10 +13,17 @@ from dataclasses import dataclass
 
 import pytest
 
-from photostream.config import KafkaSettings, S3Settings, StackSettings
+from photostream.config import GatewaySettings, KafkaSettings, S3Settings, StackSettings
 from photostream.stack import Stack, State
 from photostream.topics import ensure_topics
+from producers.gateway import create_app
+from producers.status import ClickHouseStatus
+from sinks.query import RemoteReader
+from tests.gateway_client import gateway_services
+from tests.pipeline import Sinks
 from tests.streams.workers import WorkerGroup, delete_group_topics, start_group_at_end
+
+DATABASE = "photostream"
 
 
 @dataclass(frozen=True)
@@ -60,3 +67,27 @@ def workers(local_stack, tmp_path, unique_name):
     yield group
     group.stop_all()
     delete_group_topics(local_stack.kafka, group.app_id)
+
+
+@pytest.fixture
+def sinks(local_stack, tmp_path):
+    ensure_topics(local_stack.kafka)
+    running = Sinks(local_stack.kafka, local_stack.s3, tmp_path)
+    running.skip_history()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def make_gateway(aiohttp_client, local_stack, sinks):
+    """Gateway instances sharing the bucket and reading status through the sinks."""
+
+    async def make():
+        settings = GatewaySettings(daily_quota=10_000)
+        status = ClickHouseStatus(RemoteReader(sinks.query_url), DATABASE)
+        services = gateway_services(local_stack.kafka, local_stack.s3, settings, status=status)
+        client = await aiohttp_client(create_app(settings, services))
+        client.services = services
+        return client
+
+    return make

@@ -1,4 +1,4 @@
-"""The whole pipeline for the sinks' tests: gateways in process, real worker and sinks processes."""
+"""The sinks as a real process, for tests that run the whole pipeline."""
 
 from __future__ import annotations
 
@@ -8,19 +8,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
-from photostream.config import GatewaySettings, KafkaSettings, S3Settings
-from photostream.topics import ensure_topics
-from producers.gateway import create_app
-from producers.status import ClickHouseStatus
+from photostream.config import KafkaSettings, S3Settings
 from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, PHOTO_VARIANTS
-from sinks.query import RemoteReader
-from tests.gateway_client import gateway_services
 from tests.processes import ServiceProcess, free_port, start_service
 from tests.streams.workers import commit_offsets, start_group_at_end
-
-DATABASE = "photostream"
 
 
 @dataclass
@@ -81,27 +72,3 @@ class Sinks:
 
     def logs(self) -> str:
         return "\n".join(f"--- {run.log.name}\n{run.output()[-5000:]}" for run in self.runs)
-
-
-@pytest.fixture
-def sinks(local_stack, tmp_path):
-    ensure_topics(local_stack.kafka)
-    running = Sinks(local_stack.kafka, local_stack.s3, tmp_path)
-    running.skip_history()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def make_gateway(aiohttp_client, local_stack, sinks):
-    """Gateway instances sharing the bucket and reading status through the sinks."""
-
-    async def make():
-        settings = GatewaySettings(daily_quota=10_000)
-        status = ClickHouseStatus(RemoteReader(sinks.query_url), DATABASE)
-        services = gateway_services(local_stack.kafka, local_stack.s3, settings, status=status)
-        client = await aiohttp_client(create_app(settings, services))
-        client.services = services
-        return client
-
-    return make

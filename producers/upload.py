@@ -1,0 +1,273 @@
+"""`photostream upload`: send files and folders to the gateway, with progress, retries and a summary.
+
+One request per file, several in parallel. A 429 or 503 (or a dropped connection) is retried
+with backoff, honouring ``Retry-After``; sending the same file again is safe, because the
+gateway answers the existing image for content it already has. ``wait`` then polls each
+upload's status until it is completed or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import tenacity
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+# What a folder walk picks up; files named on the command line are sent whatever their name.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif"})
+_CHUNK = 256 * 1024
+_RETRIED_STATUSES = {429, 502, 503, 504}
+
+
+class RetryLater(Exception):
+    """The gateway asked to come back later (429/503), or could not be reached."""
+
+    def __init__(self, detail: str, after: float | None = None) -> None:
+        """Remember the server's ``Retry-After``, if any."""
+        super().__init__(detail)
+        self.after = after
+
+
+@dataclass
+class Outcome:
+    """What happened to one file."""
+
+    path: Path
+    bytes: int
+    result: str  # accepted | existing | rejected | error
+    upload_id: str | None = None
+    problem: str | None = None
+    detail: str | None = None
+    final: dict[str, Any] = field(default_factory=dict)
+
+
+def collect(paths: Iterable[Path]) -> list[Path]:
+    """Files to send: named files as they are, folders walked recursively for image files (hidden ones skipped)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                sorted(
+                    item
+                    for item in path.rglob("*")
+                    if item.is_file()
+                    and item.suffix.lower() in IMAGE_SUFFIXES
+                    and not any(part.startswith(".") for part in item.relative_to(path).parts)
+                )
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    return list(dict.fromkeys(found))
+
+
+class Uploader:
+    """Sends files to one gateway with one API key."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        parallel: int = 4,
+        attempts: int = 6,
+        title: str | None = None,
+        tags: str | None = None,
+        console: Console | None = None,
+    ) -> None:
+        """Create the uploader; ``attempts`` bounds the tries per file (retries on 429/503/network)."""
+        self._url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._parallel = parallel
+        self._attempts = attempts
+        self._title = title
+        self._tags = tags
+        self.console = console or Console(stderr=True)
+
+    async def upload(self, files: Sequence[Path]) -> list[Outcome]:
+        """Upload every file, showing files, bytes, rate and ETA; returns one outcome per file, in order."""
+        sizes = [file.stat().st_size for file in files]
+        limit = asyncio.Semaphore(self._parallel)
+        columns = (
+            TextColumn("[bold]uploading"),
+            BarColumn(),
+            TextColumn("{task.fields[files]} files"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            done = 0
+            task = progress.add_task("upload", total=sum(sizes), files=f"0/{len(files)}")
+            async with aiohttp.ClientSession(timeout=timeout, headers=self._headers) as session:
+
+                async def one(path: Path, size: int) -> Outcome:
+                    nonlocal done
+                    async with limit:
+                        outcome = await self._upload_one(session, path, size, progress, task)
+                    done += 1
+                    progress.update(task, files=f"{done}/{len(files)}")
+                    return outcome
+
+                return list(await asyncio.gather(*(one(path, size) for path, size in zip(files, sizes, strict=True))))
+
+    async def wait(self, outcomes: Sequence[Outcome], *, timeout: float = 600.0, every: float = 1.0) -> None:
+        """Poll the status of each accepted upload until it is completed or failed (or ``timeout`` passes)."""
+        pending: dict[str, list[Outcome]] = {}
+        for outcome in outcomes:
+            if outcome.upload_id and outcome.result in {"accepted", "existing"}:
+                pending.setdefault(outcome.upload_id, []).append(outcome)
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession(headers=self._headers) as session:
+            with self.console.status(f"waiting for {len(pending)} uploads to be processed") as status:
+                while pending and time.monotonic() < deadline:
+                    for upload_id, waiting in list(pending.items()):
+                        try:
+                            async with session.get(f"{self._url}/v1/uploads/{upload_id}") as response:
+                                if response.status != 200:
+                                    continue
+                                body = await response.json()
+                        except aiohttp.ClientError:
+                            continue
+                        if body.get("status") in {"completed", "failed"}:
+                            for outcome in waiting:
+                                outcome.final = body
+                            del pending[upload_id]
+                    status.update(f"waiting for {len(pending)} uploads to be processed")
+                    if pending:
+                        await asyncio.sleep(every)
+
+    async def _upload_one(
+        self, session: aiohttp.ClientSession, path: Path, size: int, progress: Progress, task: TaskID
+    ) -> Outcome:
+        sent = 0
+
+        async def attempt() -> dict[str, Any]:
+            nonlocal sent
+            progress.advance(task, -sent)  # a retry sends the file again
+            sent = 0
+
+            async def chunks() -> AsyncIterator[bytes]:
+                nonlocal sent
+                with path.open("rb") as handle:
+                    while chunk := await asyncio.to_thread(handle.read, _CHUNK):
+                        sent += len(chunk)
+                        progress.advance(task, len(chunk))
+                        yield chunk
+
+            form = aiohttp.FormData(quote_fields=False)
+            form.add_field("file", chunks(), filename=path.name, content_type="application/octet-stream")
+            if self._title:
+                form.add_field("title", self._title)
+            if self._tags:
+                form.add_field("tags", self._tags)
+            try:
+                async with session.post(f"{self._url}/v1/uploads", data=form) as response:
+                    if response.status in _RETRIED_STATUSES:
+                        raise RetryLater(f"HTTP {response.status}", _retry_after(response.headers.get("Retry-After")))
+                    body = await response.json(content_type=None)
+                    body["http_status"] = response.status
+                    return body
+            except (TimeoutError, aiohttp.ClientConnectionError) as error:
+                raise RetryLater(f"connection: {error!r}") from error
+
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type(RetryLater),
+            wait=_wait_for_server,
+            stop=tenacity.stop_after_attempt(self._attempts),
+            reraise=True,
+        )
+        try:
+            body: dict[str, Any] = await retrying(attempt)
+        except RetryLater as error:
+            progress.advance(task, size - sent)
+            return Outcome(path, size, "error", detail=f"gave up after {self._attempts} tries: {error}")
+        progress.advance(task, size - sent)
+        return _outcome(path, size, body)
+
+
+def _outcome(path: Path, size: int, body: dict[str, Any]) -> Outcome:
+    items = body.get("uploads") or []
+    if items:
+        item = items[0]
+        if item.get("status") == "rejected":
+            problem = item.get("problem") or {}
+            return Outcome(path, size, "rejected", problem=problem.get("code"), detail=problem.get("detail"))
+        return Outcome(path, size, "existing" if item.get("existing") else "accepted", upload_id=item["upload_id"])
+    return Outcome(path, size, "rejected", problem=body.get("code", str(body.get("status"))), detail=body.get("detail"))
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+_backoff = tenacity.wait_random_exponential(multiplier=0.5, max=30)
+
+
+def _wait_for_server(state: tenacity.RetryCallState) -> float:
+    """The server's Retry-After when it gave one, else exponential backoff with jitter."""
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, RetryLater) and error.after is not None:
+        return min(error.after, 60.0)
+    return _backoff(state)
+
+
+def summary(outcomes: Sequence[Outcome], seconds: float) -> str:
+    """One line: files, bytes, time, and how many were accepted, duplicates, rejected (by reason) or failed."""
+    counts = Counter(o.result for o in outcomes)
+    reasons = Counter(o.problem for o in outcomes if o.result == "rejected")
+    total = sum(o.bytes for o in outcomes)
+    parts = [f"{counts['accepted']} accepted", f"{counts['existing']} duplicates (already uploaded)"]
+    rejected = f"{counts['rejected']} rejected"
+    if reasons:
+        rejected += " (" + ", ".join(f"{reason}: {n}" for reason, n in reasons.most_common()) + ")"
+    parts.append(rejected)
+    if counts["error"]:
+        parts.append(f"{counts['error']} not sent (gateway unavailable)")
+    return f"{len(outcomes)} files, {total / 1e6:.1f} MB in {seconds:.1f} s: " + ", ".join(parts)
+
+
+def processed_summary(outcomes: Sequence[Outcome]) -> str:
+    """One line after ``wait``: how many were completed, failed or are still queued."""
+    finals = Counter(o.final.get("status", "queued") for o in outcomes if o.upload_id)
+    return f"{finals['completed']} completed, {finals['failed']} failed, {finals['queued']} still queued"
+
+
+def results_table(outcomes: Sequence[Outcome]) -> Table:
+    """What became of each file once processed: status, size, duplicate or error."""
+    table = Table("file", "upload id", "status", "size", "notes")
+    for o in outcomes:
+        final = o.final
+        status = final.get("status") or o.result
+        size = ""
+        notes = o.detail or ""
+        if final.get("metadata"):
+            size = f"{final['metadata'].get('width')}x{final['metadata'].get('height')}"
+        if final.get("duplicate_of"):
+            notes = f"duplicate of {final['duplicate_of']}"
+        if final.get("error"):
+            notes = f"{final['error'].get('code')}: {final['error'].get('detail')}"
+        table.add_row(o.path.name, o.upload_id or "", status, size, notes)
+    return table
