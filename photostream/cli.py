@@ -141,6 +141,34 @@ def upload(
 
 
 @main.command()
+@click.option("--photos", default=24, show_default=True, type=click.IntRange(3), help="How many sample photos.")
+@click.option("--size", default="3000x2000", show_default=True, help="Their size, WIDTHxHEIGHT.")
+@click.option("--url", default=None, envvar="PHOTOSTREAM_URL", help="The gateway [default: GATEWAY_HOST:GATEWAY_PORT].")
+def demo(photos: int, size: str, url: str | None) -> None:
+    """Send sample photos from three photographers through the running pipeline, then print its report."""
+    from rich.console import Console
+
+    from photostream.config import GatewaySettings, S3Settings, clickhouse_settings
+    from producers.demo import run_demo
+    from sinks.analytics import AnalyticsError
+
+    try:
+        width, height = (int(part) for part in size.lower().split("x"))
+    except ValueError as exc:
+        raise click.BadParameter("expected WIDTHxHEIGHT, e.g. 3000x2000", param_hint="--size") from exc
+    gateway = GatewaySettings()
+    url = url or f"http://{gateway.host}:{gateway.port}"
+    try:
+        outcomes = asyncio.run(
+            run_demo(url, S3Settings(), clickhouse_settings(), photos=photos, size=(width, height), console=Console())
+        )
+    except AnalyticsError as exc:
+        raise click.ClickException(f"no report: {exc}") from exc
+    if any(o.result == "error" for o in outcomes):
+        raise click.ClickException(f"the gateway at {url} did not take the photos: is `make run` running?")
+
+
+@main.command()
 def sinks() -> None:
     """Run the sink consumers: variants into S3 (and ImageReady), events into ClickHouse."""
     from sinks.service import run_sinks

@@ -94,7 +94,7 @@ def _exif(
     if orientation:
         exif[0x0112] = orientation
     details = exif.get_ifd(0x8769)
-    taken = datetime(2026, 6, 1, 9, 0) + timedelta(minutes=7 * seed)
+    taken = datetime(2026, 6, 1, 9, 0) + timedelta(minutes=7 * (seed % 50_000))
     details[0x9003] = taken.strftime("%Y:%m:%d %H:%M:%S")
     details[0x9011] = "+02:00"
     # Cameras write these as RATIONAL; a Python float would be written as DOUBLE.
