@@ -107,6 +107,8 @@ class GatewaySettings(BaseSettings):
     kafka_delivery_timeout: float = 15.0
     retry_after_seconds: int = 5
     presigned_url_seconds: int = 3600
+    # Required to see /dashboard when set; unset, only loopback clients may.
+    dashboard_token: SecretStr | None = None
 
 
 class WorkerSettings(BaseSettings):

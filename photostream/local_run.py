@@ -63,6 +63,7 @@ def run_local(echo: Callable[[str], None]) -> None:
         api_key = asyncio.run(_dev_api_key(stack.settings.var_dir / "dev-api-key", S3Settings()))
         gateway = GatewaySettings()
         echo(f"gateway: http://{gateway.host}:{gateway.port}")
+        echo(f"dashboard: http://{gateway.host}:{gateway.port}/dashboard")
         echo(f"api key ({DEMO_PHOTOGRAPHER}): {api_key}")
         echo("press Ctrl-C to stop")
         run_gateway()

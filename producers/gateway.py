@@ -33,6 +33,7 @@ from photostream.config import GatewaySettings
 from photostream.objectstore import ObjectStore, StoreError, StoreUnavailable
 from photostream.producer import PublishError
 from producers import problems
+from producers.dashboard import Dashboard
 from producers.ingest import OriginalWriter, RejectedFile, StagedOriginal, stage
 from producers.keys import KeyStore
 from producers.ledger import UploadLedger, UploadRecord, original_key, upload_id_for
@@ -74,6 +75,8 @@ class Services:
     events: UploadEvents
     # Where an upload stands past the gateway; without it every upload reads ``queued``.
     status: StatusSource | None = None
+    # The operators' charts at /dashboard; without it the page is not served.
+    dashboard: Dashboard | None = None
 
     def close(self) -> None:
         """Flush pending events and release connections."""
@@ -435,6 +438,9 @@ def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMe
     app = web.Application(middlewares=[_error_middleware(gateway)], client_max_size=MAX_FIELD_BYTES * 4)
     app.router.add_post("/v1/uploads", gateway.create_uploads)
     app.router.add_get("/v1/uploads/{upload_id}", gateway.get_upload)
+    if services.dashboard is not None:
+        app.router.add_get("/dashboard", services.dashboard.page)
+        app.router.add_get("/dashboard/data", services.dashboard.data_json)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics_text)

@@ -16,6 +16,7 @@ from photostream.config import (
 )
 from photostream.objectstore import ObjectStore
 from photostream.topics import ensure_topics
+from producers.dashboard import Dashboard
 from producers.events import KafkaUploadEvents
 from producers.gateway import Services, create_app
 from producers.keys import S3KeyStore
@@ -39,6 +40,8 @@ def build_services(
 ) -> Services:
     """The gateway's real adapters: S3 for originals, keys and records; Kafka for events; ClickHouse for status."""
     store = ObjectStore(s3)
+    reader = reader_for(warehouse)  # shared by status and dashboard; the status source closes it
+    token = gateway.dashboard_token
     return Services(
         store=store,
         keys=S3KeyStore(store),
@@ -50,7 +53,8 @@ def build_services(
             bucket=s3.bucket,
             delivery_timeout=gateway.kafka_delivery_timeout,
         ),
-        status=ClickHouseStatus(reader_for(warehouse), warehouse.database),
+        status=ClickHouseStatus(reader, warehouse.database),
+        dashboard=Dashboard(reader, warehouse.database, token=token.get_secret_value() if token else None),
     )
 
 

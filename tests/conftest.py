@@ -16,6 +16,7 @@ import pytest
 from photostream.config import GatewaySettings, KafkaSettings, S3Settings, StackSettings
 from photostream.stack import Stack, State
 from photostream.topics import ensure_topics
+from producers.dashboard import Dashboard
 from producers.gateway import create_app
 from producers.status import ClickHouseStatus
 from sinks.query import RemoteReader
@@ -82,10 +83,12 @@ def sinks(local_stack, tmp_path):
 def make_gateway(aiohttp_client, local_stack, sinks):
     """Gateway instances sharing the bucket and reading status through the sinks."""
 
-    async def make():
+    async def make(token: str | None = None):
         settings = GatewaySettings(daily_quota=10_000)
-        status = ClickHouseStatus(RemoteReader(sinks.query_url), DATABASE)
-        services = gateway_services(local_stack.kafka, local_stack.s3, settings, status=status)
+        reader = RemoteReader(sinks.query_url)
+        status = ClickHouseStatus(reader, DATABASE)
+        dashboard = Dashboard(reader, DATABASE, token=token)
+        services = gateway_services(local_stack.kafka, local_stack.s3, settings, status=status, dashboard=dashboard)
         client = await aiohttp_client(create_app(settings, services))
         client.services = services
         return client

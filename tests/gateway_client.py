@@ -8,6 +8,7 @@ import aiohttp
 
 from photostream.config import GatewaySettings, KafkaSettings, S3Settings
 from photostream.objectstore import ObjectStore
+from producers.dashboard import Dashboard
 from producers.events import KafkaUploadEvents
 from producers.gateway import Services
 from producers.keys import S3KeyStore
@@ -17,7 +18,12 @@ from schemas.serde import EventSerde
 
 
 def gateway_services(
-    kafka: KafkaSettings, s3: S3Settings, settings: GatewaySettings, *, status: StatusSource | None = None
+    kafka: KafkaSettings,
+    s3: S3Settings,
+    settings: GatewaySettings,
+    *,
+    status: StatusSource | None = None,
+    dashboard: Dashboard | None = None,
 ) -> Services:
     """The gateway's real adapters, with the quota read fresh on every request."""
     store = ObjectStore(s3)
@@ -33,6 +39,7 @@ def gateway_services(
             delivery_timeout=settings.kafka_delivery_timeout,
         ),
         status=status,
+        dashboard=dashboard,
     )
 
 

@@ -1,0 +1,93 @@
+"""The pipeline's dashboard: one page of charts, and the JSON it refreshes from, read from ClickHouse.
+
+Served by the gateway at ``/dashboard`` (page) and ``/dashboard/data`` (JSON, the last hour by
+default). It shows every photographer's numbers, so it is for operators: with
+``GATEWAY_DASHBOARD_TOKEN`` set the token is required (``?token=`` or a Bearer header);
+without one, only clients on the loopback interface may see it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from producers import problems
+from sinks.analytics import AnalyticsError
+from sinks.query import AnalyticsReader, jsonable
+
+PAGE = resources.files("producers").joinpath("static/dashboard.html")
+
+
+class Dashboard:
+    """Builds the dashboard's data from the pipeline's views."""
+
+    def __init__(self, reader: AnalyticsReader, database: str, *, token: str | None = None) -> None:
+        """Read through ``reader`` (not owned: its owner closes it) from ``database``; ``token`` guards access."""
+        self._reader = reader
+        self._token = token
+        db = database
+        window = "minute >= toStartOfMinute(now() - toIntervalMinute({minutes:UInt32}))"
+        self._queries = {
+            "throughput": (
+                "SELECT minute, photographer_id, images, failures, bytes_in, bytes_out, p50_ms, p95_ms "  # noqa: S608
+                f"FROM {db}.throughput_per_minute WHERE {window} ORDER BY minute, photographer_id"
+            ),
+            "latency": (
+                "SELECT minute, images, gateway_p50_ms, queue_p50_ms, processing_p50_ms, storage_p50_ms, "  # noqa: S608
+                "gateway_p95_ms, queue_p95_ms, processing_p95_ms, storage_p95_ms, "
+                f"end_to_end_p50_ms, end_to_end_p95_ms, end_to_end_p99_ms FROM {db}.stage_latency_per_minute "
+                f"WHERE {window} ORDER BY minute"
+            ),
+            "failures": f"SELECT stage, reason, failures FROM {db}.failures_by_reason ORDER BY failures DESC",  # noqa: S608
+            "cameras": (
+                "SELECT concat(camera_make, ' ', ifNull(camera_model, '')) AS camera, sum(images) AS images "  # noqa: S608
+                f"FROM {db}.cameras GROUP BY camera ORDER BY images DESC LIMIT 10"
+            ),
+        }
+
+    async def data(self, minutes: int = 60) -> dict[str, Any]:
+        """Every chart's rows for the last ``minutes`` (failures and cameras are all-time)."""
+        out: dict[str, Any] = {"minutes": minutes}
+        for name, sql in self._queries.items():
+            result = await self._reader.query(sql, {"minutes": minutes})
+            out[name] = [{k: jsonable(v) for k, v in row.items()} for row in result.dicts()]
+        return out
+
+    def allowed(self, request: web.Request) -> bool:
+        """Whether the request may see the dashboard (see the module docstring)."""
+        if self._token:
+            given = request.query.get("token", "")
+            bearer = request.headers.get("Authorization", "")
+            if bearer.lower().startswith("bearer "):
+                given = bearer[7:].strip()
+            return hmac.compare_digest(given.encode(), self._token.encode())
+        try:
+            return ipaddress.ip_address(request.remote or "").is_loopback
+        except ValueError:
+            return False
+
+    async def page(self, request: web.Request) -> web.Response:
+        """The HTML page; it fetches ``data`` itself and redraws every few seconds."""
+        self._guard(request)
+        return web.Response(text=PAGE.read_text(encoding="utf-8"), content_type="text/html")
+
+    async def data_json(self, request: web.Request) -> web.Response:
+        """The charts' data as JSON."""
+        self._guard(request)
+        try:
+            minutes = min(max(int(request.query.get("minutes", "60")), 1), 24 * 60)
+        except ValueError:
+            raise problems.bad_request("minutes must be a whole number") from None
+        try:
+            return web.json_response(await self.data(minutes), headers={"Cache-Control": "no-store"})
+        except AnalyticsError as error:
+            raise problems.unavailable(f"the analytics store does not answer: {error}", 5) from error
+
+    def _guard(self, request: web.Request) -> None:
+        if not self.allowed(request):
+            # As for another photographer's upload: nothing tells an outsider the page exists.
+            raise problems.not_found("no such page")
