@@ -65,6 +65,7 @@ def test_run_serves_the_gateway_and_workers_with_a_dev_key_and_stops_on_ctrl_c(l
                 api_key = line.rsplit(" ", 1)[-1].strip()
         assert api_key, "".join(lines)
         assert f"gateway: http://127.0.0.1:{port}\n" in lines
+        assert f"dashboard: http://127.0.0.1:{port}/dashboard\n" in lines
 
         url = f"http://127.0.0.1:{port}"
         for _ in range(100):
