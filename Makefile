@@ -9,7 +9,7 @@ CLI := $(VENV)/bin/photostream
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install jars run test test-unit test-integration stack-up stack-down stack-status lint typecheck clean
+.PHONY: help install jars run test test-unit test-integration bench stack-up stack-down stack-status lint typecheck clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -39,6 +39,11 @@ test-unit: $(INSTALLED) ## Run the tests that need no servers
 
 test-integration: jars ## Run only the tests against the real local stack
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+bench: jars ## Benchmarks side by side (image library, Pillow, sharp, pipeline, gateway vs S3); needs Node.js
+	cd bench/sharp && npm ci --no-audit --no-fund --silent
+	$(VENV)/bin/photostream stack up
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 stack-up: jars ## Start Kafka, S3 (SeaweedFS) and prepare chDB; idempotent
 	$(CLI) stack up

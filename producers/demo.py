@@ -15,9 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from photostream.config import ClickHouseSettings, S3Settings
-from photostream.objectstore import ObjectStore
 from photostream.samples import sample_photo
-from producers.keys import S3KeyStore
+from producers.keys import create_keys
 from producers.upload import Outcome, Uploader, processed_summary, summary
 from sinks.analytics import QueryResult
 from sinks.query import reader_for
@@ -35,16 +34,6 @@ def share_of(index: int, total: int) -> int:
     others = len(PHOTOGRAPHERS) - 1
     rest = total - first
     return rest // others + (1 if index - 1 < rest % others else 0)
-
-
-async def api_keys(s3: S3Settings) -> dict[str, str]:
-    """A fresh API key per demo photographer."""
-    store = ObjectStore(s3)
-    try:
-        keys = S3KeyStore(store)
-        return {photographer: await keys.create(photographer) for photographer in PHOTOGRAPHERS}
-    finally:
-        store.close()
 
 
 def make_photos(folder: Path, total: int, size: tuple[int, int], run: int) -> dict[str, list[Path]]:
@@ -110,7 +99,7 @@ async def run_demo(
     wait_timeout: float = 600.0,
 ) -> list[Outcome]:
     """Generate, upload, wait, report; returns the upload outcomes."""
-    keys = await api_keys(s3)
+    keys = await create_keys(s3, PHOTOGRAPHERS)
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="photostream-demo-") as folder:
         with console.status(f"making {photos} sample photos of {size[0]}x{size[1]}"):

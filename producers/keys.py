@@ -14,10 +14,12 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from photostream.config import S3Settings
 from photostream.objectstore import AlreadyExists, ObjectMissing, ObjectStore
 
 KEY_PREFIX = "psk_"
@@ -104,3 +106,13 @@ class S3KeyStore:
         found = KeyRecord(record["photographer_id"], record["created_at"], digest)
         self._cache[digest] = (time.monotonic(), found)
         return found
+
+
+async def create_keys(settings: S3Settings, photographers: Iterable[str]) -> dict[str, str]:
+    """Create a fresh API key for each photographer (demos, benchmarks); returns them by photographer."""
+    store = ObjectStore(settings)
+    try:
+        keys = S3KeyStore(store)
+        return {photographer: await keys.create(photographer) for photographer in photographers}
+    finally:
+        store.close()

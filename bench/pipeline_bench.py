@@ -1,0 +1,170 @@
+"""The gateway against raw S3, and the whole pipeline end to end, on the running local stack."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from photostream.config import KafkaSettings, S3Settings
+from photostream.objectstore import ObjectStore
+from photostream.topics import ensure_topics
+from producers.keys import create_keys
+from schemas.events import ImageReady
+from schemas.topics import PHOTO_READY
+from tests.pipeline import Sinks
+from tests.processes import ServiceProcess, free_port, start_service
+from tests.streams.workers import OutputReader, WorkerGroup, delete_group_topics, start_group_at_end
+
+
+def _start_gateway(
+    kafka: KafkaSettings, s3: S3Settings, directory: Path, extra: dict[str, str]
+) -> tuple[ServiceProcess, str]:
+    port = free_port()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "S3_ENDPOINT_URL": s3.endpoint_url,
+           "GATEWAY_PORT": str(port), "GATEWAY_DAILY_QUOTA": "1000000", **extra}  # fmt: skip
+    gateway = start_service(["gateway"], env, directory / "gateway.log")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while "gateway listening" not in gateway.output():
+        if gateway.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"gateway did not start:\n{gateway.output()[-3000:]}")
+        time.sleep(0.2)
+    return gateway, url
+
+
+async def _post_all(url: str, keys: dict[str, str], bodies: list[tuple[str, bytes]], clients: int) -> list[float]:
+    """POST every (photographer, bytes) with ``clients`` at once; returns each 202's finish time."""
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    for item in bodies:
+        queue.put_nowait(item)
+    finished: list[float] = []
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            owner, body = queue.get_nowait()
+            form = aiohttp.FormData()
+            form.add_field("file", io.BytesIO(body), filename="photo.jpg", content_type="image/jpeg")
+            async with session.post(
+                f"{url}/v1/uploads", data=form, headers={"Authorization": f"Bearer {keys[owner]}"}
+            ) as response:
+                await response.read()
+                if response.status != 202:
+                    raise RuntimeError(f"upload answered {response.status}")
+            finished.append(time.monotonic())
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+    return finished
+
+
+def gateway_against_s3(paths: list[Path], *, clients: int = 32, uploads: int = 64) -> dict:
+    """Accepted uploads per second through the gateway vs raw S3 PUTs of the same bytes, same concurrency."""
+    kafka, s3 = KafkaSettings(), S3Settings()
+    ensure_topics(kafka)
+    # Distinct content per upload (the gateway answers repeats from its ledger): a few bytes after
+    # the JPEG's end, which decoders ignore.
+    bodies = [paths[i % len(paths)].read_bytes() + uuid.uuid4().bytes for i in range(uploads)]
+    photographer = f"bench-gw-{uuid.uuid4().hex[:8]}"
+    keys = asyncio.run(create_keys(s3, [photographer]))
+    with tempfile.TemporaryDirectory() as directory:
+        gateway, url = _start_gateway(kafka, s3, Path(directory), {})
+        try:
+            started = time.monotonic()
+            finished = asyncio.run(_post_all(url, keys, [(photographer, b) for b in bodies], clients))
+            gateway_rate = len(finished) / (max(finished) - started)
+        finally:
+            gateway.stop()
+
+    async def raw_puts() -> float:
+        store = ObjectStore(s3, max_workers=clients)
+        limit = asyncio.Semaphore(clients)
+        prefix = f"bench/raw/{uuid.uuid4().hex[:8]}"
+
+        async def put(index: int, body: bytes) -> None:
+            async with limit:
+                await store.put(f"{prefix}/{index}.jpg", body, content_type="image/jpeg")
+
+        try:
+            begun = time.monotonic()
+            await asyncio.gather(*(put(i, b) for i, b in enumerate(bodies)))
+            return len(bodies) / (time.monotonic() - begun)
+        finally:
+            store.close()
+
+    s3_rate = asyncio.run(raw_puts())
+    megabytes = sum(map(len, bodies)) / len(bodies) / 1e6
+    return {
+        "uploads": uploads,
+        "clients": clients,
+        "megabytes_each": round(megabytes, 2),
+        "gateway_per_second": gateway_rate,
+        "s3_put_per_second": s3_rate,
+        "ratio": gateway_rate / s3_rate,
+    }
+
+
+def pipeline(paths: list[Path], owners: list[str], *, clients: int = 8, workers: int = 2) -> dict:
+    """Photos per second from the first upload to the last ImageReady, and steady-state latency."""
+    kafka, s3 = KafkaSettings(), S3Settings()
+    ensure_topics(kafka)
+    run = uuid.uuid4().hex[:8]
+    names = {owner: f"{owner}-{run}" for owner in sorted(set(owners))}
+    keys = asyncio.run(create_keys(s3, list(names.values())))
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        sinks = Sinks(kafka, s3, folder)
+        sinks.skip_history()
+        group = WorkerGroup(kafka, s3, f"bench-processing-{run}", folder)
+        start_group_at_end(kafka, group.app_id)
+        reader = OutputReader(kafka, [PHOTO_READY])
+        gateway = None
+        try:
+            sinks.start()
+            for _ in range(workers):
+                group.start()
+            time.sleep(8)  # let the workers join and get their partitions before the clock starts
+            gateway, url = _start_gateway(kafka, s3, folder, {"CLICKHOUSE_QUERY_URL": sinks.query_url})
+            bodies = [
+                (names[owner], path.read_bytes() + run.encode()) for path, owner in zip(paths, owners, strict=True)
+            ]
+            started = time.monotonic()
+            asyncio.run(_post_all(url, keys, bodies, clients))
+            who = set(names.values())
+            done = reader.poll_until(lambda r: len({e.upload_id for e in r.of(PHOTO_READY, who)}) >= len(bodies), 1800)
+            elapsed = time.monotonic() - started
+            if not done:
+                raise RuntimeError("not every photo became ready:\n" + sinks.logs() + group.logs())
+            ready = {e.upload_id: e for e in reader.of(PHOTO_READY, who) if isinstance(e, ImageReady)}
+        finally:
+            reader.close()
+            if gateway is not None:
+                gateway.stop()
+            group.stop_all()
+            sinks.stop()
+            delete_group_topics(kafka, group.app_id)
+    events = sorted(ready.values(), key=lambda e: e.received_at)
+    steady = events[len(events) // 4 :] or events  # past the warm-up
+    latencies = [(e.ready_at - e.received_at).total_seconds() for e in steady]
+    quantiles = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else latencies * 19
+    return {
+        "photos": len(events),
+        "seconds": elapsed,
+        "per_second": len(events) / elapsed,
+        "p50_seconds": statistics.median(latencies),
+        "p95_seconds": quantiles[18],
+        "workers": workers,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit("run bench/run.py")
