@@ -28,6 +28,7 @@ from streams.imaging import (
     read_metadata,
     render,
 )
+from streams.imaging.hashes import HASH_SOURCE_PX
 
 T = TypeVar("T")
 
@@ -90,10 +91,14 @@ class ImageProcessor:
         Raises:
             ImageError: The original is corrupt, unsupported or too large.
         """
-        original, decode_ms = await self._timed(open_original, data, self.limits)
-        analysis = self._timed(_analyse, original, keep_gps)
+        original, open_ms = await self._timed(open_original, data, self.limits)
+        # One decode, shrunk on load to the largest size anything needs; the rest is cut from it.
+        side = max(HASH_SOURCE_PX, *(max(spec.width, spec.height) for spec in self.variants))
+        working, reduce_ms = await self._timed(original.reduced, side, side)
+        decode_ms = open_ms + reduce_ms
+        analysis = self._timed(_analyse, original, working, keep_gps)
         render_started = time.perf_counter()
-        renders = [self._timed(render, original, spec) for spec in self.variants]
+        renders = [self._timed(render, working, spec) for spec in self.variants]
         results = await asyncio.gather(analysis, *renders, return_exceptions=True)
         render_ms = _ms(time.perf_counter() - render_started)
         # Wait for every thread before raising, so no work on this original outlives the call.
@@ -123,11 +128,11 @@ def _call_timed(function: Callable[..., T], args: tuple[object, ...]) -> tuple[T
 _Analysis = tuple[ImageMetadata, Fingerprints, int, int]
 
 
-def _analyse(original: Original, keep_gps: bool) -> _Analysis:
+def _analyse(original: Original, working: Original, keep_gps: bool) -> _Analysis:
     started = time.perf_counter()
     metadata = read_metadata(original, keep_gps=keep_gps)
     hashed = time.perf_counter()
-    fingerprints = fingerprint(original)
+    fingerprints = fingerprint(working)
     return metadata, fingerprints, _ms(hashed - started), _ms(time.perf_counter() - hashed)
 
 

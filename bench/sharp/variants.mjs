@@ -19,7 +19,7 @@ async function variants(path) {
         .rotate()
         .resize({ width: spec.width, height: spec.height, fit: spec.fit, position: spec.position, withoutEnlargement: true })
         .toColourspace("srgb");
-      image = format === "webp" ? image.webp({ quality: 82, effort: 4, smartSubsample: true })
+      image = format === "webp" ? image.webp({ quality: 82, effort: 4 })
                                 : image.jpeg({ quality: 82, progressive: true, optimiseCoding: true });
       jobs.push(image.toBuffer());
     }

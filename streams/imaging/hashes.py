@@ -14,7 +14,7 @@ from streams.imaging.pixels import to_srgb8
 
 # phash looks at a 32x32 greyscale; 256 px keeps the downscale well filtered and stays cheap
 # (JPEG shrink-on-load decodes at 1/8 scale for most photos).
-_HASH_SOURCE_PX = 256
+HASH_SOURCE_PX = 256
 # BlurHash components along the long side; 4x3 is what most UIs use for landscape photos.
 _BLURHASH_COMPONENTS = 4
 _PLACEHOLDER_PX = 32
@@ -39,7 +39,7 @@ def fingerprint(original: Original) -> Fingerprints:
     Raises:
         ImageError: ``corrupt`` when the pixels cannot be decoded (this is the first full decode).
     """
-    small = to_srgb8(original.thumbnail(_HASH_SOURCE_PX, _HASH_SOURCE_PX), keep_alpha=False)
+    small = to_srgb8(original.thumbnail(HASH_SOURCE_PX, HASH_SOURCE_PX), keep_alpha=False)
     pixels = compute(small, original.limits, lambda image: image.numpy())
     picture = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
     phash = str(imagehash.phash(picture))

@@ -7,6 +7,7 @@ wheel cannot decode: pillow-heif decodes it once into memory and the variants ar
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -87,6 +88,27 @@ class Original:
         if self.orientation in _TRANSPOSED_ORIENTATIONS:
             return self.height, self.width
         return self.width, self.height
+
+    def reduced(self, width: int, height: int) -> Original:
+        """Decode once into an upright sRGB copy in memory that fits ``width`` x ``height``.
+
+        Smaller images are then cut from the copy instead of decoding the file again: for a
+        12-megapixel JPEG and the default spec that is one decode (shrunk on load) instead of
+        four. Metadata still comes from the original, which knows the full size.
+
+        Raises:
+            ImageError: ``corrupt`` when the pixels cannot be decoded in time.
+        """
+        image = self.thumbnail(width, height)
+        return dataclasses.replace(
+            self,
+            width=image.width,
+            height=image.height,
+            orientation=1,
+            bands=image.bands,
+            has_alpha=bool(image.hasalpha()),
+            _decoded=image,
+        )
 
     def thumbnail(self, width: int, height: int, *, crop: str = "none") -> pyvips.Image:
         """Return an upright copy in memory that fits ``width`` x ``height``, or fills it when cropping.
