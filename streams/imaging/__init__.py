@@ -7,7 +7,8 @@ reason code) on bad input and nothing else.
 
 from streams.imaging.errors import ImageError
 from streams.imaging.hashes import Fingerprints, fingerprint, hamming_distance
-from streams.imaging.metadata import icc_description, read_exif, read_metadata
+from streams.imaging.icc import icc_description
+from streams.imaging.metadata import read_exif, read_metadata
 from streams.imaging.original import Limits, Original, open_original
 from streams.imaging.variants import (
     CONTENT_TYPES,

@@ -17,9 +17,9 @@ from fractions import Fraction
 from typing import Any
 
 import exifread
-from PIL import ImageCms
 
 from schemas.events import ImageMetadata
+from streams.imaging.icc import icc_description
 from streams.imaging.original import Original
 
 log = logging.getLogger(__name__)
@@ -89,17 +89,6 @@ def read_exif(original: Original) -> dict[str, Any]:
         block = original.exif.removeprefix(_EXIF_HEADER)
         tags = _exifread(block)
     return tags
-
-
-def icc_description(profile: bytes | None) -> str | None:
-    """Return an ICC profile's description (e.g. ``sRGB IEC61966-2.1``), or None if absent or unreadable."""
-    if not profile:
-        return None
-    try:
-        description = ImageCms.ImageCmsProfile(io.BytesIO(profile)).profile.profile_description
-    except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
-        return None
-    return _clean(description)
 
 
 def _exifread(data: bytes) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pyvips
 
 from schemas.events import FailureReason
 from streams.imaging.errors import ImageError
+from streams.imaging.icc import needs_conversion
 from streams.imaging.sniff import SNIFF_BYTES, sniff
 
 # Loaders outside this set (SVG, PDF, ImageMagick, Matlab, ...) are never reached: the gateway only
@@ -68,6 +69,8 @@ class Original:
         has_alpha: Whether one band is alpha.
         icc_profile: The embedded ICC profile's bytes, if any.
         limits: The limits this original was opened with.
+        exif: The raw EXIF block libvips or libheif found, if any.
+        convert_colour: Whether the pixels need converting to sRGB (tagged with another profile).
     """
 
     data: bytes
@@ -80,6 +83,7 @@ class Original:
     icc_profile: bytes | None
     limits: Limits
     exif: bytes | None = None
+    convert_colour: bool = False
     _decoded: pyvips.Image | None = field(default=None, repr=False)
 
     @property
@@ -107,6 +111,7 @@ class Original:
             orientation=1,
             bands=image.bands,
             has_alpha=bool(image.hasalpha()),
+            convert_colour=False,  # the copy is sRGB already
             _decoded=image,
         )
 
@@ -116,7 +121,7 @@ class Original:
         Never upscales. JPEG, WebP and HEIF shrink on load, so a small thumbnail of a large photo
         decodes a fraction of the pixels. The decode runs here, within ``limits``; turning and
         cropping then work on the small copy. Colours are converted to sRGB from an embedded
-        ICC profile (CMYK without one through libvips' built-in profile).
+        profile other than sRGB (CMYK without a profile is converted later, by ``to_srgb8``).
 
         Args:
             width: Target width (the long side for a box).
@@ -137,7 +142,9 @@ class Original:
             box_height = max(1, math.ceil(stored_height * scale))
         # Turning and smart crops need random access, which would make libvips decode the
         # whole original up front, outside any time limit; here the shrink stays lazy.
-        options: dict[str, Any] = {"height": box_height, "size": "down", "no_rotate": True, "output_profile": "srgb"}
+        options: dict[str, Any] = {"height": box_height, "size": "down", "no_rotate": True}
+        if self.convert_colour:
+            options["output_profile"] = "srgb"
         try:
             if self._decoded is not None:
                 lazy = self._decoded.thumbnail_image(box_width, **options)
@@ -200,6 +207,7 @@ def open_original(data: bytes, limits: Limits | None = None) -> Original:
         icc_profile=bytes(icc) if icc else None,
         limits=limits,
         exif=bytes(exif) if exif else None,
+        convert_colour=needs_conversion(bytes(icc) if icc else None),
     )
 
 
@@ -271,6 +279,7 @@ def _open_heif(data: bytes, limits: Limits) -> Original:
         icc_profile=bytes(icc) if icc else None,
         limits=limits,
         exif=heif.info.get("exif") or None,
+        convert_colour=needs_conversion(bytes(icc) if icc else None),
         _decoded=decoded,
     )
 
