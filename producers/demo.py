@@ -60,7 +60,8 @@ async def report(warehouse: ClickHouseSettings) -> list[tuple[str, QueryResult]]
         (
             "Throughput per photographer and minute",
             f"SELECT photographer_id, minute, uploads, images, failures, round(bytes_in / 1e6, 1) AS mb_in, "  # noqa: S608
-            f"round(bytes_out / 1e6, 1) AS mb_out, p50_ms, p95_ms, p99_ms FROM {db}.throughput_per_minute "
+            f"round(bytes_out / 1e6, 1) AS mb_out, round(p50_ms) AS p50_ms, round(p95_ms) AS p95_ms, "
+            f"round(p99_ms) AS p99_ms FROM {db}.throughput_per_minute "
             "WHERE photographer_id IN {photographers:Array(String)} ORDER BY minute, photographer_id",
         ),
         (

@@ -66,4 +66,4 @@ def run_gateway() -> None:
         log.info("created topics %s", ", ".join(created))
     app = create_app(gateway, build_services(gateway, kafka, s3, registry, clickhouse_settings()))
     print(f"gateway listening on http://{gateway.host}:{gateway.port}", flush=True)
-    web.run_app(app, host=gateway.host, port=gateway.port, print=None, handler_args=_HANDLER_LIMITS)
+    web.run_app(app, host=gateway.host, port=gateway.port, print=None, **_HANDLER_LIMITS)
