@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
 from photostream.config import GatewaySettings
@@ -421,6 +422,11 @@ def _error_middleware(gateway: Gateway) -> Middleware:
         except StoreError as exc:
             log.error("object store refused on %s: %s", route, exc)
             response = problems.Problem("internal", 500, "Internal error", "the object store refused").response()
+        except HttpProcessingError as exc:
+            # aiohttp's parsers refuse malformed multipart headers (a NUL in a filename, ...).
+            gateway.metrics.rejections.labels("bad-request").inc()
+            detail = f"malformed request: {exc.message or type(exc).__name__}"
+            response = problems.Problem("bad-request", 400, "Malformed request", detail).response()
         except web.HTTPException as exc:
             response = problems.Problem(
                 exc.reason.lower().replace(" ", "-"), exc.status, exc.reason, exc.text or exc.reason
