@@ -28,7 +28,7 @@ from sinks.query import reader_for
 log = logging.getLogger(__name__)
 
 # Bounds on what one client can make the server hold: header lines and fields.
-_HANDLER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190}
+MAX_HEADER_LINE_BYTES = 8190
 
 
 def build_services(
@@ -66,4 +66,11 @@ def run_gateway() -> None:
         log.info("created topics %s", ", ".join(created))
     app = create_app(gateway, build_services(gateway, kafka, s3, registry, clickhouse_settings()))
     print(f"gateway listening on http://{gateway.host}:{gateway.port}", flush=True)
-    web.run_app(app, host=gateway.host, port=gateway.port, print=None, **_HANDLER_LIMITS)
+    web.run_app(
+        app,
+        host=gateway.host,
+        port=gateway.port,
+        print=None,
+        max_line_size=MAX_HEADER_LINE_BYTES,
+        max_field_size=MAX_HEADER_LINE_BYTES,
+    )
