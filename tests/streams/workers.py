@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections import defaultdict
@@ -113,7 +114,9 @@ class OutputReader:
         """Open the reader at the current end of each topic, so only what follows is seen."""
         self.serde = EventSerde()
         self.consumer = Consumer(
-            {"bootstrap.servers": kafka.bootstrap_servers, "group.id": "unused", "enable.auto.commit": False}
+            {"bootstrap.servers": kafka.bootstrap_servers, "group.id": "unused", "enable.auto.commit": False},
+            # librdkafka's own lines (a broker restarting in a fault test) go to logging, not stderr.
+            logger=logging.getLogger("tests.kafka"),
         )
         assignment = []
         for topic in topics:
