@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 256 * 1024
 MAX_FIELD_BYTES = 4096
 MAX_FILENAME_CHARS = 255
+# Parts besides files a request may carry (title, tags, and a little slack for clients' extras).
+MAX_OTHER_PARTS = 16
 _BEARER = re.compile(r"^Bearer\s+(\S+)\s*$", re.IGNORECASE)
 
 
@@ -177,11 +179,15 @@ class Gateway:
         return self._batch_response(batch)
 
     async def _read_parts(self, reader: MultipartReader, batch: _Batch) -> None:
-        files = 0
+        files = parts = 0
         while True:
             part = await self._with_timeout(reader.next())
             if part is None:
                 return
+            parts += 1
+            if parts > self.settings.max_files_per_request + MAX_OTHER_PARTS:
+                # Files past the limit are answered one by one; a flood of other parts is refused whole.
+                raise problems.bad_request(f"more than {parts - 1} parts in one request")
             if not isinstance(part, BodyPartReader):
                 raise problems.bad_request("nested multipart bodies are not accepted")
             if part.name == "file":

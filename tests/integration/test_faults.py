@@ -243,6 +243,9 @@ async def test_gateway_killed_mid_stream(make_gateway, workers, sinks, local_sta
         if second is not None:
             second.stop()
     print(f"\ngateway kill -9: {counts}")
+    logs = first.output() + (second.output() if second else "") + sinks.logs() + workers.logs()
+    assert key not in logs
+    assert local_stack.s3.secret_access_key.get_secret_value() not in logs
     assert counts["acknowledged"] == PHOTOS  # every file got its 202 in the end, from one instance or the other
     assert counts["lost"] == 0
     assert counts["doubled"] == 0
