@@ -8,6 +8,7 @@ flipped, cut, inserted), plus raw arbitrary bytes.
 from __future__ import annotations
 
 import io
+import logging
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +27,20 @@ from streams.imaging import (
 from tests.streams.imaging.photos import make_photo
 
 LIMITS = Limits(max_pixels=4_000_000, max_decode_seconds=5)
+# As in the worker (streams/worker.py): damaged files make libvips warn per broken marker, and a
+# warning storm through pytest's log capture is slower than the decode itself.
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(autouse=True)
+def quiet_libvips():
+    logger = logging.getLogger("pyvips")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)
+
+
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
 
