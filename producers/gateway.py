@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 256 * 1024
 MAX_FIELD_BYTES = 4096
 MAX_FILENAME_CHARS = 255
-# Parts besides files a request may carry (title, tags, and a little slack for clients' extras).
+# A request may carry this many times the files it may upload (the rest are answered one by one
+# with 413), plus a few other parts (title, tags, clients' extras); beyond that it is refused whole.
+PART_LIMIT_FACTOR = 10
 MAX_OTHER_PARTS = 16
 _BEARER = re.compile(r"^Bearer\s+(\S+)\s*$", re.IGNORECASE)
 
@@ -185,8 +187,8 @@ class Gateway:
             if part is None:
                 return
             parts += 1
-            if parts > self.settings.max_files_per_request + MAX_OTHER_PARTS:
-                # Files past the limit are answered one by one; a flood of other parts is refused whole.
+            if parts > PART_LIMIT_FACTOR * self.settings.max_files_per_request + MAX_OTHER_PARTS:
+                # Files past the limit are answered one by one, up to a point; a flood is refused whole.
                 raise problems.bad_request(f"more than {parts - 1} parts in one request")
             if not isinstance(part, BodyPartReader):
                 raise problems.bad_request("nested multipart bodies are not accepted")

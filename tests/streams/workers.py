@@ -51,11 +51,22 @@ def start_group_at_end(kafka: KafkaSettings, group: str, topic: str = PHOTO_UPLO
     return ends
 
 
-def commit_offsets(kafka: KafkaSettings, group: str, offsets: list[TopicPartition]) -> None:
-    """Set a consumer group's committed offsets (the group must have no running member)."""
+def commit_offsets(kafka: KafkaSettings, group: str, offsets: list[TopicPartition], timeout: float = 60) -> None:
+    """Set a consumer group's committed offsets (the group must have no running member).
+
+    A fresh broker has no group coordinator until ``__consumer_offsets`` exists: retried until then.
+    """
     consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group, "enable.auto.commit": False})
+    deadline = time.monotonic() + timeout
     try:
-        consumer.commit(offsets=offsets, asynchronous=False)
+        while True:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
 
