@@ -29,6 +29,8 @@ class Dashboard:
         """Read through ``reader`` (not owned: its owner closes it) from ``database``; ``token`` guards access."""
         self._reader = reader
         self._token = token
+        # Read once: the page never changes while the process runs, and handlers stay off the disk.
+        self._page = PAGE.read_text(encoding="utf-8")
         db = database
         window = "minute >= toStartOfMinute(now() - toIntervalMinute({minutes:UInt32}))"
         self._queries = {
@@ -73,7 +75,7 @@ class Dashboard:
     async def page(self, request: web.Request) -> web.Response:
         """The HTML page; it fetches ``data`` itself and redraws every few seconds."""
         self._guard(request)
-        return web.Response(text=PAGE.read_text(encoding="utf-8"), content_type="text/html")
+        return web.Response(text=self._page, content_type="text/html")
 
     async def data_json(self, request: web.Request) -> web.Response:
         """The charts' data as JSON."""

@@ -102,6 +102,31 @@ async def steady_uploads(gateway, key: str, paths: list, *, every: float = 1.0, 
     return accepted
 
 
+def assert_nothing_lost(counts: dict) -> None:
+    """The invariant every fault test ends on."""
+    assert counts["acknowledged"] == PHOTOS
+    assert counts["lost"] == 0
+    assert counts["doubled"] == 0
+    assert counts["missing variants"] == 0
+    assert counts["completed"] + counts["failed"] == counts["acknowledged"]
+
+
+async def restart_after(local_stack, server: str, *, delay: float = 2, down_for: float) -> float:
+    """Stop one server of the stack a moment into the stream, start it again; returns when it went down."""
+    await asyncio.sleep(delay)
+    down_at = time.monotonic()
+    await asyncio.to_thread(local_stack.stack.down, {server})
+    await asyncio.sleep(down_for)
+    await asyncio.to_thread(local_stack.stack.up)
+    return down_at
+
+
+async def timed_uploads(gateway, key: str, paths: list, url: str | None = None) -> tuple[list[str], float]:
+    """``steady_uploads``, and when the last one was answered."""
+    uploads = await steady_uploads(gateway, key, paths, url=url)
+    return uploads, time.monotonic()
+
+
 @pytest.mark.timeout(600)
 async def test_s3_restarted_mid_stream(make_gateway, workers, sinks, local_stack, unique_name, tmp_path):
     gateway = await make_gateway()
@@ -111,33 +136,18 @@ async def test_s3_restarted_mid_stream(make_gateway, workers, sinks, local_stack
     workers.start()
     ready_reader = OutputReader(local_stack.kafka, [PHOTO_READY])
 
-    async def outage() -> float:
-        await asyncio.sleep(2)
-        down_at = time.monotonic()
-        await asyncio.to_thread(local_stack.stack.down, {"s3"})
-        await asyncio.sleep(5)
-        await asyncio.to_thread(local_stack.stack.up)
-        return down_at
-
     paths = make_photos(tmp_path, 7000)
-
-    async def stream() -> tuple[list[str], float]:
-        uploads = await steady_uploads(gateway, key, paths)
-        return uploads, time.monotonic()
-
     try:
-        (uploads, uploads_done_at), s3_down_at = await asyncio.gather(stream(), outage())
+        (uploads, uploads_done_at), s3_down_at = await asyncio.gather(
+            timed_uploads(gateway, key, paths), restart_after(local_stack, "s3", down_for=5)
+        )
         assert uploads_done_at > s3_down_at, "the outage must fall inside the stream of uploads"
         counts = await check_invariant(gateway, sinks, local_stack, key, photographer, uploads, ready_reader)
     finally:
         ready_reader.close()
         local_stack.stack.up()
     print(f"\nS3 restart: {counts}")
-    assert counts["acknowledged"] == PHOTOS
-    assert counts["lost"] == 0
-    assert counts["doubled"] == 0
-    assert counts["missing variants"] == 0
-    assert counts["completed"] + counts["failed"] == counts["acknowledged"]
+    assert_nothing_lost(counts)
 
 
 @pytest.mark.timeout(600)
@@ -161,21 +171,11 @@ async def test_kafka_restarted_mid_stream(make_gateway, workers, sinks, local_st
                 restarts += 1
                 workers.start()
 
-    async def outage() -> float:
-        await asyncio.sleep(2)
-        down_at = time.monotonic()
-        await asyncio.to_thread(local_stack.stack.down, {"kafka"})
-        await asyncio.sleep(3)
-        await asyncio.to_thread(local_stack.stack.up)
-        return down_at
-
-    async def stream() -> tuple[list[str], float]:
-        uploads = await steady_uploads(gateway, key, paths)
-        return uploads, time.monotonic()
-
     supervisor = asyncio.create_task(supervise())
     try:
-        (uploads, uploads_done_at), kafka_down_at = await asyncio.gather(stream(), outage())
+        (uploads, uploads_done_at), kafka_down_at = await asyncio.gather(
+            timed_uploads(gateway, key, paths), restart_after(local_stack, "kafka", down_for=3)
+        )
         assert uploads_done_at > kafka_down_at, "the outage must fall inside the stream of uploads"
         counts = await check_invariant(gateway, sinks, local_stack, key, photographer, uploads, ready_reader)
     finally:
@@ -183,11 +183,7 @@ async def test_kafka_restarted_mid_stream(make_gateway, workers, sinks, local_st
         ready_reader.close()
         local_stack.stack.up()
     print(f"\nKafka restart: {counts} worker restarts={restarts}")
-    assert counts["acknowledged"] == PHOTOS
-    assert counts["lost"] == 0
-    assert counts["doubled"] == 0
-    assert counts["missing variants"] == 0
-    assert counts["completed"] + counts["failed"] == counts["acknowledged"]
+    assert_nothing_lost(counts)
 
 
 @pytest.mark.timeout(600)
@@ -229,12 +225,10 @@ async def test_gateway_killed_mid_stream(make_gateway, workers, sinks, local_sta
         second = await asyncio.to_thread(start_gateway, 1)
         return killed_at
 
-    async def stream() -> tuple[list[str], float]:
-        uploads = await steady_uploads(status_gateway, key, paths, url=f"http://127.0.0.1:{port}")
-        return uploads, time.monotonic()
-
     try:
-        (uploads, uploads_done_at), killed_at = await asyncio.gather(stream(), crash())
+        (uploads, uploads_done_at), killed_at = await asyncio.gather(
+            timed_uploads(status_gateway, key, paths, url=f"http://127.0.0.1:{port}"), crash()
+        )
         assert uploads_done_at > killed_at, "the crash must fall inside the stream of uploads"
         counts = await check_invariant(status_gateway, sinks, local_stack, key, photographer, uploads, ready_reader)
     finally:
@@ -246,8 +240,4 @@ async def test_gateway_killed_mid_stream(make_gateway, workers, sinks, local_sta
     logs = first.output() + (second.output() if second else "") + sinks.logs() + workers.logs()
     assert key not in logs
     assert local_stack.s3.secret_access_key.get_secret_value() not in logs
-    assert counts["acknowledged"] == PHOTOS  # every file got its 202 in the end, from one instance or the other
-    assert counts["lost"] == 0
-    assert counts["doubled"] == 0
-    assert counts["missing variants"] == 0
-    assert counts["completed"] + counts["failed"] == counts["acknowledged"]
+    assert_nothing_lost(counts)  # every file got its 202 in the end, from one instance or the other

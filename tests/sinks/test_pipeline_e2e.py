@@ -139,63 +139,34 @@ async def test_uploads_end_as_images_variants_ready_events_and_throughput(
         await reader.close()
 
 
+def sql(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `photostream sql ARGS...` as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "photostream", "sql", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_sql_command_reads_through_the_running_sinks_and_refuses_writes(sinks):
     sinks.start()
     env = sinks.env
-    result = subprocess.run(
-        [sys.executable, "-m", "photostream", "sql", f"SELECT name FROM system.tables WHERE database = '{DB}'"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = sql(env, f"SELECT name FROM system.tables WHERE database = '{DB}'")
     assert result.returncode == 0, result.stderr
     assert "images" in result.stdout
     assert "throughput_per_minute" in result.stdout
-    as_json = subprocess.run(
-        [sys.executable, "-m", "photostream", "sql", "--format", "json", "SELECT 1 AS one, 'x' AS letter"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    as_json = sql(env, "--format", "json", "SELECT 1 AS one, 'x' AS letter")
     assert json.loads(as_json.stdout) == [{"one": 1, "letter": "x"}]
-    as_csv = subprocess.run(
-        [sys.executable, "-m", "photostream", "sql", "--format", "csv", "SELECT 1 AS one, 'x' AS letter"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    as_csv = sql(env, "--format", "csv", "SELECT 1 AS one, 'x' AS letter")
     assert as_csv.stdout.strip().splitlines() == ["one,letter", "1,x"]
-    write = subprocess.run(
-        [sys.executable, "-m", "photostream", "sql", f"DROP TABLE {DB}.images"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    write = sql(env, f"DROP TABLE {DB}.images")
     assert write.returncode != 0
     assert "refused" in write.stderr
-    still_there = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "photostream",
-            "sql",
-            "--format",
-            "csv",
-            f"SELECT count() FROM system.tables WHERE database = '{DB}' AND name = 'images'",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    still_there = sql(
+        env, "--format", "csv", f"SELECT count() FROM system.tables WHERE database = '{DB}' AND name = 'images'"
     )
     assert still_there.stdout.strip().splitlines()[-1] == "1"
 
@@ -206,13 +177,6 @@ def test_sql_command_opens_the_embedded_engine_itself_when_the_sinks_are_stopped
         "CLICKHOUSE_DSN": f"chdb://{tmp_path / 'clickhouse'}",
         "CLICKHOUSE_QUERY_URL": f"http://127.0.0.1:{free_port()}",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "photostream", "sql", "--format", "csv", "SELECT 40 + 2 AS answer"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = sql(env, "--format", "csv", "SELECT 40 + 2 AS answer")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines() == ["answer", "42"]
