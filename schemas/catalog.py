@@ -2,13 +2,14 @@
 
 Each ``.avsc`` is self-contained: nested named types (``ImageMetadata``, ``StoredVariant``,
 ``FailureReason``) are defined inline in the one event that uses them. So a file's text is a
-complete writer schema for the registry, and a file's previous version in git or in ``history/``
-can be parsed on its own for compatibility checks. Each file is therefore parsed with its own
+complete writer schema for the registry, and each of its published versions in ``history/`` can be
+parsed on its own for compatibility checks. Each file is therefore parsed with its own
 fastavro ``named_schemas`` dict, and a named type defined by two files is refused, so a full name
 means one thing across the whole contract.
 
-``history/*.avsc`` holds earlier versions of changed schemas, kept so that messages already in the
-log (single-object encoding names its writer only by fingerprint) stay readable after a change.
+``history/<Record>.v<N>.avsc`` holds every published version of each schema (``schemas.history``
+checks it), loaded here so that messages already in the log (single-object encoding names its
+writer only by fingerprint) stay readable after a change.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Backward-compatibility check: can the new schema read what the old one wrote?
 
-Consumers upgrade before (or after) producers at will, and topics keep old messages, so a new
-reader schema must resolve every old writer schema (Avro schema resolution). The check is done
-by fastavro itself: sample records covering every union branch and enum symbol are written with
-the old schema and read with the new one. Used by the contract's tests against the previous
-committed version of each ``.avsc``.
+Topics keep old messages, so a new reader schema must resolve every old writer schema (Avro schema
+resolution). The check is done by fastavro itself: sample records covering every union branch and
+enum symbol are written with the old schema and read with the new one. ``schemas.history`` runs it
+for each current ``.avsc`` against every published version in ``history/``.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ _PRIMITIVE_SAMPLES: dict[str, Any] = {
 }
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_PROBLEM = 300
 
 
 def _choices(schema: Any, named: dict[str, Any], seen: set[str]) -> int:
@@ -81,6 +81,11 @@ def _sample(schema: Any, variant: int, named: dict[str, Any], depth: int = 0) ->
     return _PRIMITIVE_SAMPLES[kind]
 
 
+def _shorten(problem: str) -> str:
+    # fastavro's "Schema mismatch" prints both schemas whole: a record's would fill a screen.
+    return problem if len(problem) <= _MAX_PROBLEM else problem[: _MAX_PROBLEM - 1] + "…"
+
+
 def sample_records(parsed: Any) -> list[Any]:
     """Sample values of a fastavro-parsed schema, covering every union branch and enum symbol.
 
@@ -115,7 +120,7 @@ def backward_incompatibilities(old_text: str, new_text: str) -> list[str]:
         try:
             fastavro.schemaless_reader(buf, old, new)
         except Exception as exc:  # noqa: BLE001 - any failure to resolve is the finding
-            problem = f"{type(exc).__name__}: {exc}"
+            problem = _shorten(f"{type(exc).__name__}: {exc}")
             if problem not in problems:
                 problems.append(problem)
             continue

@@ -23,7 +23,7 @@ def _modules_after(code: str) -> set[str]:
 def test_single_object_path_imports_no_kafka_client() -> None:
     modules = _modules_after(
         """
-        import schemas, schemas.catalog, schemas.compat, schemas.errors, schemas.events, schemas.serde
+        import schemas, schemas.catalog, schemas.compat, schemas.errors, schemas.events, schemas.history, schemas.serde
         import schemas.single_object, schemas.topics
         from schemas.serde import EventSerde
         from tests.schemas.samples import ALL_EVENTS, topic_of
