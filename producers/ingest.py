@@ -18,8 +18,8 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from photostream.media import SNIFF_BYTES, sniff
 from photostream.objectstore import MultipartUpload, ObjectStore, StoreError
-from streams.imaging.sniff import SNIFF_BYTES, sniff
 
 
 class RejectedFile(Exception):
@@ -80,9 +80,7 @@ class OriginalWriter:
         if not self._content_type:
             if len(self._buffer) < SNIFF_BYTES:
                 return
-            self._content_type = sniff(bytes(self._buffer[:SNIFF_BYTES])) or ""
-            if not self._content_type:
-                raise RejectedFile("unsupported")
+            self._content_type = _content_type(bytes(self._buffer[:SNIFF_BYTES]))
         if len(self._buffer) >= self._part_bytes:
             await self._flush_part()
 
@@ -91,9 +89,7 @@ class OriginalWriter:
         if self._size == 0:
             raise RejectedFile("empty")
         if not self._content_type:
-            self._content_type = sniff(bytes(self._buffer)) or ""
-            if not self._content_type:
-                raise RejectedFile("unsupported")
+            self._content_type = _content_type(bytes(self._buffer))
         if self._multipart is not None and self._buffer:
             await self._flush_part()
         elif self._multipart is None:
@@ -115,6 +111,13 @@ class OriginalWriter:
             with contextlib.suppress(StoreError):
                 await self._store.abort_multipart(self._multipart)
             self._multipart = None
+
+
+def _content_type(head: bytes) -> str:
+    fmt = sniff(head)
+    if fmt is None:
+        raise RejectedFile("unsupported")
+    return fmt.content_type
 
 
 async def stage(writer: OriginalWriter, chunks: AsyncIterator[bytes]) -> StagedOriginal:

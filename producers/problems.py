@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from photostream import media
+
 # Relative type URIs (RFC 9457 allows them), resolved against the gateway that answered.
 PROBLEM_TYPE_BASE = "/problems/"
 CONTENT_TYPE = "application/problem+json"
@@ -97,7 +99,7 @@ def unsupported_media(filename: str) -> Problem:
         "unsupported-media-type",
         415,
         "Not a supported image",
-        f"{filename!r} is not JPEG, PNG, WebP, TIFF, GIF or HEIC/HEIF (judged from its bytes)",
+        f"{filename!r} is not {media.ACCEPTED_LABELS} (judged from its bytes)",
     )
 
 

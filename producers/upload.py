@@ -30,8 +30,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from photostream import media
+
 # What a folder walk picks up; files named on the command line are sent whatever their name.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif"})
+IMAGE_SUFFIXES = frozenset(f".{ext}" for fmt in media.ACCEPTED for ext in fmt.extensions)
 _CHUNK = 256 * 1024
 _RETRIED_STATUSES = {429, 502, 503, 504}
 

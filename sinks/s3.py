@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from photostream import media
 from photostream.objectstore import ObjectMissing, ObjectStore
 from schemas.errors import SerdeError
 from schemas.events import ImageReady, StoredVariant, VariantRendered
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_READY
 from sinks.consumer import Received
-from streams.imaging import CONTENT_TYPES, EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class ReadyEvents(Protocol):
 def variant_key(photographer_id: str, upload_id: uuid.UUID, received_at: datetime, variant: str, fmt: str) -> str:
     """The object key of one variant: by photographer, upload date (UTC) and image id."""
     day = received_at.astimezone(UTC)
-    return f"derivatives/{photographer_id}/{day:%Y/%m/%d}/{upload_id}/{variant}.{EXTENSIONS.get(fmt, fmt)}"
+    return f"derivatives/{photographer_id}/{day:%Y/%m/%d}/{upload_id}/{variant}.{media.extension(fmt)}"
 
 
 def ready_event_id(upload_id: uuid.UUID, variants: Iterable[StoredVariant]) -> str:
@@ -246,7 +246,7 @@ def _stored_from_metadata(key: str, size: int, meta: dict[str, str]) -> StoredVa
         return StoredVariant(
             variant=meta["variant"],
             format=fmt,
-            content_type=CONTENT_TYPES.get(fmt, f"image/{fmt}"),
+            content_type=media.content_type(fmt),
             width=int(meta["width"]),
             height=int(meta["height"]),
             bytes=size,

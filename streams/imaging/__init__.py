@@ -11,9 +11,7 @@ from streams.imaging.icc import icc_description
 from streams.imaging.metadata import read_exif, read_metadata
 from streams.imaging.original import Limits, Original, open_original
 from streams.imaging.variants import (
-    CONTENT_TYPES,
     DEFAULT_VARIANTS,
-    EXTENSIONS,
     RenderedVariant,
     VariantSpec,
     render,
@@ -21,9 +19,7 @@ from streams.imaging.variants import (
 )
 
 __all__ = [
-    "CONTENT_TYPES",
     "DEFAULT_VARIANTS",
-    "EXTENSIONS",
     "Fingerprints",
     "ImageError",
     "Limits",

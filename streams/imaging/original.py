@@ -18,10 +18,10 @@ import numpy as np
 import pillow_heif
 import pyvips
 
+from photostream import media
 from schemas.events import FailureReason
 from streams.imaging.errors import ImageError
 from streams.imaging.icc import needs_conversion
-from streams.imaging.sniff import SNIFF_BYTES, sniff
 
 # Loaders outside this set (SVG, PDF, ImageMagick, Matlab, ...) are never reached: the gateway only
 # accepts these formats, and each extra loader is extra attack surface.
@@ -185,9 +185,9 @@ def open_original(data: bytes, limits: Limits | None = None) -> Original:
     try:
         header = pyvips.Image.new_from_buffer(data, "", access="sequential")
     except pyvips.Error as error:
-        if sniff(data[:SNIFF_BYTES]) is not None:
+        if media.sniff(data[: media.SNIFF_BYTES]) is not None:
             raise ImageError(FailureReason.CORRUPT, f"the header is damaged: {_vips_detail(error)}") from error
-        raise ImageError(FailureReason.UNSUPPORTED, "not a JPEG, PNG, WebP, TIFF, GIF or HEIC/HEIF image") from error
+        raise ImageError(FailureReason.UNSUPPORTED, f"not a {media.ACCEPTED_LABELS} image") from error
     loader = _field(header, "vips-loader")
     fmt = _LOADERS.get(str(loader))
     if fmt is None:

@@ -14,14 +14,15 @@ from typing import Literal
 
 import pyvips
 
+from photostream import media
 from streams.imaging.original import Original, compute
 from streams.imaging.pixels import to_srgb8
 
+# The names of media.VARIANT_FORMATS, spelled out for type checkers and the WORKER_VARIANTS parser.
 Format = Literal["webp", "jpeg", "avif"]
 Crop = Literal["none", "centre", "attention"]
 
-CONTENT_TYPES: dict[str, str] = {"webp": "image/webp", "jpeg": "image/jpeg", "avif": "image/avif"}
-EXTENSIONS: dict[str, str] = {"webp": "webp", "jpeg": "jpg", "avif": "avif"}
+_VARIANT_NAMES = tuple(fmt.name for fmt in media.VARIANT_FORMATS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +50,8 @@ class VariantSpec:
             raise ValueError(f"variant name {self.name!r} must be letters, digits, '-' or '_'")
         if self.width < 1 or self.height < 1:
             raise ValueError(f"variant {self.name!r} needs a positive size, got {self.width}x{self.height}")
-        if not self.formats or any(fmt not in CONTENT_TYPES for fmt in self.formats):
-            raise ValueError(f"variant {self.name!r} formats must be among {sorted(CONTENT_TYPES)}")
+        if not self.formats or any(fmt not in _VARIANT_NAMES for fmt in self.formats):
+            raise ValueError(f"variant {self.name!r} formats must be among {sorted(_VARIANT_NAMES)}")
         if not 1 <= self.quality <= 100:
             raise ValueError(f"variant {self.name!r} quality must be 1-100")
 
@@ -108,8 +109,8 @@ def render(original: Original, spec: VariantSpec) -> list[RenderedVariant]:
             RenderedVariant(
                 variant=spec.name,
                 format=fmt,
-                content_type=CONTENT_TYPES[fmt],
-                extension=EXTENSIONS[fmt],
+                content_type=media.content_type(fmt),
+                extension=media.extension(fmt),
                 width=image.width,
                 height=image.height,
                 data=data,

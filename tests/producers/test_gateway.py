@@ -265,7 +265,8 @@ async def test_file_over_the_limit_is_413(make_client, settings, api_key):
 async def test_not_an_image_is_415_whatever_the_name_or_header(client, api_key):
     data = aiohttp.FormData()
     data.add_field("file", b"GIF-looking name, text inside" * 10, filename="photo.gif", content_type="image/gif")
-    await problem(await client.post("/v1/uploads", data=data, headers=auth(api_key)), 415)
+    body = await problem(await client.post("/v1/uploads", data=data, headers=auth(api_key)), 415)
+    assert "'photo.gif' is not JPEG, PNG, WebP, TIFF, GIF or HEIC/HEIF" in body["detail"]
 
 
 async def test_over_the_daily_quota_is_429_with_retry_after(make_client, settings, api_key):

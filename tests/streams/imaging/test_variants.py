@@ -2,12 +2,15 @@
 
 import hashlib
 import io
+import typing
 
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
+from photostream import media
 from streams.imaging import DEFAULT_VARIANTS, RenderedVariant, VariantSpec, open_original, render, variant_count
+from streams.imaging.variants import Format
 from tests.streams.imaging.photos import (
     BLUE,
     GREEN,
@@ -290,3 +293,7 @@ def test_invalid_variant_spec_is_refused(kwargs, message):
     arguments = {"name": "web", "width": 100, "height": 100} | kwargs
     with pytest.raises(ValueError, match=message):
         VariantSpec(**arguments)
+
+
+def test_spec_formats_are_the_media_tables_variant_formats():
+    assert typing.get_args(Format) == tuple(fmt.name for fmt in media.VARIANT_FORMATS)
