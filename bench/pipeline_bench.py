@@ -133,7 +133,7 @@ def pipeline(paths: list[Path], owners: list[str], *, clients: int = 8, workers:
             for _ in range(workers):
                 group.start()
             time.sleep(8)  # let the workers join and get their partitions before the clock starts
-            gateway, url = _start_gateway(kafka, s3, folder, {"CLICKHOUSE_QUERY_URL": sinks.query_url})
+            gateway, url = _start_gateway(kafka, s3, folder, sinks.reader_env)
             bodies = [
                 (names[owner], path.read_bytes() + run.encode()) for path, owner in zip(paths, owners, strict=True)
             ]

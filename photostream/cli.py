@@ -149,8 +149,8 @@ def demo(photos: int, size: str, url: str | None) -> None:
     from rich.console import Console
 
     from photostream.config import GatewaySettings, S3Settings, clickhouse_settings
+    from photostream.warehouse import WarehouseError
     from producers.demo import run_demo
-    from sinks.analytics import AnalyticsError
 
     try:
         width, height = (int(part) for part in size.lower().split("x"))
@@ -162,7 +162,7 @@ def demo(photos: int, size: str, url: str | None) -> None:
         outcomes = asyncio.run(
             run_demo(url, S3Settings(), clickhouse_settings(), photos=photos, size=(width, height), console=Console())
         )
-    except AnalyticsError as exc:
+    except WarehouseError as exc:
         raise click.ClickException(f"no report: {exc}") from exc
     if any(o.result == "error" for o in outcomes):
         raise click.ClickException(f"the gateway at {url} did not take the photos: is `make run` running?")
@@ -190,14 +190,14 @@ def sinks() -> None:
 def sql(query: str, fmt: str) -> None:
     """Run a read-only QUERY against the pipeline's ClickHouse (also while it runs); writes are refused."""
     from photostream.config import clickhouse_settings
-    from sinks.analytics import AnalyticsError, ReadOnlyViolation
-    from sinks.sql import render, run_query
+    from photostream.sql import render, run_query
+    from photostream.warehouse import ReadOnlyViolation, WarehouseError
 
     try:
         result = asyncio.run(run_query(clickhouse_settings(), query))
     except ReadOnlyViolation as exc:
         raise click.ClickException(f"refused: {exc}; `photostream sql` only reads") from exc
-    except AnalyticsError as exc:
+    except WarehouseError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(render(result, fmt))
 

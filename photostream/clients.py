@@ -37,15 +37,18 @@ def s3_client(
     )
 
 
-def clickhouse_client(settings: ClickHouseSettings) -> Client:
+def clickhouse_client(
+    settings: ClickHouseSettings, *, database: str | None = None, session_settings: dict[str, Any] | None = None
+) -> Client:
     """A clickhouse-connect client: chDB in process for ``chdb://``, a server for ``http(s)://``.
 
     The DSN must be set (see ``photostream.config.clickhouse_settings``). The same
-    Client API serves both, so callers never branch on the backend.
+    Client API serves both, so callers never branch on the backend. Each client is a
+    session of its own; ``session_settings`` are applied to it in their order.
     """
     if not settings.dsn:
         raise ValueError("ClickHouse DSN is empty; build settings with clickhouse_settings()")
-    return clickhouse_connect.get_client(dsn=settings.dsn)
+    return clickhouse_connect.get_client(dsn=settings.dsn, database=database, settings=session_settings)
 
 
 def redact_dsn(dsn: str) -> str:

@@ -18,9 +18,11 @@ need at start-up and pass them down; nothing else reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,12 +74,43 @@ class ClickHouseSettings(BaseSettings):
     database: str = Field(default="photostream", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     # With the embedded engine only the sinks process may open it; every other process
     # (gateway status, `photostream sql`) sends its read-only queries here, to the sinks.
+    # Loopback only: the endpoint answers any SQL a reader may run.
     query_url: str = "http://127.0.0.1:8124"
+    # Proves a caller of query_url may read. Unset: a token file beside the embedded engine's
+    # data (mode 0600), written by the sinks, read by the processes of the same user.
+    query_token: SecretStr | None = None
+    # Limits of every read query (the status, the dashboard, `photostream sql`, analysts' SQL).
+    query_max_seconds: float = Field(default=10.0, gt=0)
+    query_max_result_rows: int = Field(default=100_000, gt=0)
+    query_max_result_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    query_max_memory_bytes: int = Field(default=2 * 1024**3, gt=0)
+    # Threads one read query may use; one leaves the other core to ingestion on a 2-core machine.
+    query_max_threads: int = Field(default=1, ge=1)
+    # Read queries that run at once (each on a session of its own); the rest wait.
+    query_sessions: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _loopback_query_url(self) -> ClickHouseSettings:
+        host = urlsplit(self.query_url).hostname or ""
+        if host != "localhost":
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise ValueError(f"CLICKHOUSE_QUERY_URL must name a loopback host, not {host!r}")
+        return self
 
     @property
     def embedded(self) -> bool:
         """True when the DSN names the in-process chDB engine."""
         return self.dsn.startswith("chdb:")
+
+    @property
+    def token_file(self) -> Path:
+        """Where the sinks keep the query endpoint's token for the embedded engine (beside its data)."""
+        data = Path(urlsplit(self.dsn).path or "clickhouse")
+        return data.with_name(data.name + ".query-token")
 
 
 class SchemaRegistrySettings(BaseSettings):

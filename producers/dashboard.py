@@ -15,9 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from photostream.warehouse import Reader, WarehouseError, jsonable
 from producers import problems
-from sinks.analytics import AnalyticsError
-from sinks.query import AnalyticsReader, jsonable
 
 PAGE = resources.files("producers").joinpath("static/dashboard.html")
 
@@ -25,7 +24,7 @@ PAGE = resources.files("producers").joinpath("static/dashboard.html")
 class Dashboard:
     """Builds the dashboard's data from the pipeline's views."""
 
-    def __init__(self, reader: AnalyticsReader, database: str, *, token: str | None = None) -> None:
+    def __init__(self, reader: Reader, database: str, *, token: str | None = None) -> None:
         """Read through ``reader`` (not owned: its owner closes it) from ``database``; ``token`` guards access."""
         self._reader = reader
         self._token = token
@@ -86,7 +85,7 @@ class Dashboard:
             raise problems.bad_request("minutes must be a whole number") from None
         try:
             return web.json_response(await self.data(minutes), headers={"Cache-Control": "no-store"})
-        except AnalyticsError as error:
+        except WarehouseError as error:
             raise problems.unavailable(f"the analytics store does not answer: {error}", 5) from error
 
     def _guard(self, request: web.Request) -> None:

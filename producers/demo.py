@@ -16,10 +16,9 @@ from rich.table import Table
 
 from photostream.config import ClickHouseSettings, S3Settings
 from photostream.samples import sample_photo
+from photostream.warehouse import QueryResult, reader_for
 from producers.keys import create_keys
 from producers.upload import Outcome, Uploader, processed_summary, summary
-from sinks.analytics import QueryResult
-from sinks.query import reader_for
 
 PHOTOGRAPHERS = ("demo-ana", "demo-ben", "demo-chloe")
 # Where sample photos say they were taken, for the photographers who keep GPS.

@@ -33,6 +33,7 @@ from aiohttp.typedefs import Middleware
 from photostream.config import GatewaySettings
 from photostream.objectstore import ObjectStore, StoreError, StoreUnavailable
 from photostream.producer import PublishError
+from photostream.warehouse import WarehouseError
 from producers import problems
 from producers.dashboard import Dashboard
 from producers.ingest import OriginalWriter, RejectedFile, StagedOriginal, stage
@@ -40,7 +41,6 @@ from producers.keys import KeyStore
 from producers.ledger import UploadLedger, UploadRecord, original_key, upload_id_for
 from producers.metrics import GatewayMetrics
 from producers.status import Progress, StatusSource
-from sinks.analytics import AnalyticsError
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +347,7 @@ class Gateway:
         if self.services.status is not None:
             try:
                 progress = await self.services.status.progress(upload_id, photographer_id)
-            except AnalyticsError as exc:
+            except WarehouseError as exc:
                 log.warning("status of %s unavailable: %s", upload_id, exc)
                 raise problems.unavailable(
                     "the pipeline's status store does not answer", self.settings.retry_after_seconds

@@ -16,6 +16,7 @@ from photostream.config import (
 )
 from photostream.objectstore import ObjectStore
 from photostream.topics import ensure_topics
+from photostream.warehouse import reader_for
 from producers.dashboard import Dashboard
 from producers.events import KafkaUploadEvents
 from producers.gateway import Services, create_app
@@ -23,7 +24,6 @@ from producers.keys import S3KeyStore
 from producers.ledger import UploadLedger
 from producers.status import ClickHouseStatus
 from schemas.serde import EventSerde
-from sinks.query import reader_for
 
 log = logging.getLogger(__name__)
 

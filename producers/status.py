@@ -1,6 +1,6 @@
 """Where an upload stands after the gateway: read from the pipeline's ClickHouse.
 
-The sinks write every stage there; the gateway reads it through ``sinks.query`` (a ClickHouse
+The sinks write every stage there; the gateway reads it through ``photostream.warehouse`` (a ClickHouse
 server directly, or the sinks process that holds the embedded engine), so every gateway
 instance answers the same, whichever backend runs.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from photostream.warehouse import Reader, jsonable
 from schemas.events import ImageMetadata
-from sinks.query import AnalyticsReader, jsonable
 
 _METADATA_FIELDS = tuple(ImageMetadata.__dataclass_fields__)
 
@@ -40,7 +40,7 @@ class StatusSource(Protocol):
 class ClickHouseStatus:
     """Progress from the sinks' tables (``images``, ``variants``, ``ready``, ``failures``)."""
 
-    def __init__(self, reader: AnalyticsReader, database: str) -> None:
+    def __init__(self, reader: Reader, database: str) -> None:
         """Read through ``reader`` from ``database`` (an identifier ``ClickHouseSettings`` validated)."""
         self._reader = reader
         # Only the database name is spliced in; every value is a bound parameter.
@@ -60,7 +60,7 @@ class ClickHouseStatus:
         """Completed once the image is ready, failed once a stage gave up on it, else queued.
 
         Raises:
-            AnalyticsError: ClickHouse (or the sinks holding it) could not be asked.
+            WarehouseError: ClickHouse (or the sinks holding it) could not be asked.
         """
         parameters = {"photographer": photographer_id, "upload": upload_id}
         ready = await self._reader.query(self._ready, parameters)

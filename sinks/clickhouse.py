@@ -17,9 +17,9 @@ from typing import Any
 from schemas.errors import SerdeError
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS
-from sinks.analytics import Analytics
 from sinks.consumer import Received
 from sinks.rows import TABLE_COLUMNS, rows_for
+from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ class ClickHouseSink:
 
     name = "clickhouse-sink"
 
-    def __init__(self, analytics: Analytics, serde: EventSerde) -> None:
-        """Create the sink over an open ``Analytics`` (schema already migrated)."""
-        self._analytics = analytics
+    def __init__(self, writer: ClickHouseWriter, serde: EventSerde) -> None:
+        """Create the sink over an open writer (schema already migrated)."""
+        self._writer = writer
         self._serde = serde
         self._rows: dict[Partition, dict[str, list[list[Any]]]] = defaultdict(lambda: defaultdict(list))
         self._next: dict[Partition, int] = {}
@@ -68,7 +68,7 @@ class ClickHouseSink:
         # A failure leaves the batch as it was: the loop retries the whole flush, and rows
         # inserted by a partial attempt collapse with their repeats.
         for table, rows in by_table.items():
-            await self._analytics.insert(table, rows, TABLE_COLUMNS[table])
+            await self._writer.insert(table, rows, TABLE_COLUMNS[table])
         offsets = dict(self._next)
         self._rows.clear()
         self._next.clear()

@@ -1,7 +1,8 @@
 """Run the sinks as one service until SIGINT or SIGTERM.
 
 One process holds the S3 sink, the ClickHouse sink and, for the embedded engine, the query
-endpoint the other processes read through (chDB allows one process per data path).
+endpoint the other processes read through (chDB allows one process per data path). The sink
+writes through its own session; the endpoint's queries run on read sessions of their own.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from photostream.config import (
 from photostream.objectstore import ObjectStore
 from photostream.producer import EventProducer
 from photostream.topics import ensure_topics
+from photostream.warehouse import EngineReader, ensure_query_token
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_VARIANTS
 from sinks import clickhouse
-from sinks.analytics import Analytics
 from sinks.clickhouse_schema import migrate
 from sinks.consumer import Sink, SinkLoop
-from sinks.query import query_routes
+from sinks.query_endpoint import query_routes
 from sinks.s3 import VariantSink
+from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,8 @@ async def serve(
     registry: SchemaRegistrySettings,
 ) -> None:
     """Run both sinks (and the query endpoint when the engine is embedded) until a signal."""
-    analytics = Analytics(warehouse)
-    applied = await analytics.run(migrate, warehouse.database)
+    writer = ClickHouseWriter(warehouse)
+    applied = await writer.run(migrate, warehouse.database)
     if applied:
         log.info("ClickHouse schema migrated to version %s", max(applied))
     store = ObjectStore(s3)
@@ -67,12 +69,14 @@ async def serve(
         sink_loop(
             VariantSink(store, producer, serde, cache_control=sinks.cache_control), sinks.s3_group, [PHOTO_VARIANTS]
         ),
-        sink_loop(clickhouse.ClickHouseSink(analytics, serde), sinks.clickhouse_group, clickhouse.TOPICS),
+        sink_loop(clickhouse.ClickHouseSink(writer, serde), sinks.clickhouse_group, clickhouse.TOPICS),
     ]
     runner = None
+    reader = None
     if warehouse.embedded:
+        reader = EngineReader(warehouse)
         app = web.Application()
-        app.add_routes(query_routes(analytics))
+        app.add_routes(query_routes(reader, ensure_query_token(warehouse)))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         address = urlsplit(warehouse.query_url)
@@ -87,9 +91,11 @@ async def serve(
     finally:
         if runner is not None:
             await runner.cleanup()
+        if reader is not None:
+            await reader.close()
         producer.close()
         store.close()
-        analytics.close()
+        writer.close()
 
 
 def _stop_all(loops: list[SinkLoop]) -> None:

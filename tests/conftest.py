@@ -19,7 +19,6 @@ from photostream.topics import ensure_topics
 from producers.dashboard import Dashboard
 from producers.gateway import create_app
 from producers.status import ClickHouseStatus
-from sinks.query import RemoteReader
 from tests.gateway_client import gateway_services
 from tests.pipeline import Sinks
 from tests.streams.workers import WorkerGroup, delete_group_topics, start_group_at_end
@@ -85,7 +84,7 @@ def make_gateway(aiohttp_client, local_stack, sinks):
 
     async def make(token: str | None = None):
         settings = GatewaySettings(daily_quota=10_000)
-        reader = RemoteReader(sinks.query_url)
+        reader = sinks.reader()
         status = ClickHouseStatus(reader, DATABASE)
         dashboard = Dashboard(reader, DATABASE, token=token)
         services = gateway_services(local_stack.kafka, local_stack.s3, settings, status=status, dashboard=dashboard)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from photostream.config import KafkaSettings, S3Settings
+from photostream.warehouse import RemoteReader
 from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, PHOTO_VARIANTS
 from tests.processes import ServiceProcess, free_port, start_service
 from tests.streams.workers import commit_offsets, start_group_at_end
@@ -23,6 +25,7 @@ class Sinks:
     directory: Path
     suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     query_url: str = field(default_factory=lambda: f"http://127.0.0.1:{free_port()}")
+    query_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     runs: list[ServiceProcess] = field(default_factory=list)
     starts: dict[str, list] = field(default_factory=dict)
 
@@ -33,11 +36,20 @@ class Sinks:
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "S3_ENDPOINT_URL": self.s3.endpoint_url,
             "CLICKHOUSE_DSN": f"chdb://{self.directory / 'clickhouse'}",
-            "CLICKHOUSE_QUERY_URL": self.query_url,
+            **self.reader_env,
             "SINKS_S3_GROUP": f"test-s3-sink-{self.suffix}",
             "SINKS_CLICKHOUSE_GROUP": f"test-clickhouse-sink-{self.suffix}",
             "SINKS_BATCH_SECONDS": "0.5",
         }
+
+    @property
+    def reader_env(self) -> dict[str, str]:
+        """What another process needs to read through these sinks."""
+        return {"CLICKHOUSE_QUERY_URL": self.query_url, "CLICKHOUSE_QUERY_TOKEN": self.query_token}
+
+    def reader(self) -> RemoteReader:
+        """A reader through these sinks' query endpoint."""
+        return RemoteReader(self.query_url, self.query_token)
 
     def skip_history(self) -> None:
         """Start both groups at the end of their topics, past earlier tests' events."""

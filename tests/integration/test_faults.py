@@ -18,7 +18,6 @@ from photostream.samples import sample_photo
 from producers.upload import Uploader
 from schemas.events import ImageReady
 from schemas.topics import PHOTO_READY
-from sinks.query import RemoteReader
 from tests.gateway_client import auth
 from tests.processes import free_port, start_service
 from tests.streams.workers import OutputReader
@@ -44,7 +43,7 @@ async def check_invariant(
                 finals[upload_id] = body["status"]
         await asyncio.sleep(1)
     completed = [u for u, status in finals.items() if status == "completed"]
-    reader = RemoteReader(sinks.query_url)
+    reader = sinks.reader()
     try:
         who = {"photographer": photographer}
         images = (
@@ -201,7 +200,7 @@ async def test_gateway_killed_mid_stream(make_gateway, workers, sinks, local_sta
         "KAFKA_BOOTSTRAP_SERVERS": local_stack.kafka.bootstrap_servers,
         "S3_ENDPOINT_URL": local_stack.s3.endpoint_url,
         "GATEWAY_PORT": str(port),
-        "CLICKHOUSE_QUERY_URL": sinks.query_url,
+        **sinks.reader_env,
     }
 
     def start_gateway(index: int):

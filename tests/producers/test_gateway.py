@@ -14,11 +14,11 @@ from PIL import Image
 
 from photostream.config import GatewaySettings, KafkaSettings, S3Settings
 from photostream.topics import ensure_topics
+from photostream.warehouse import QueryUnavailable
 from producers.gateway import create_app
 from producers.status import Progress
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_UPLOADS as UPLOADS
-from sinks.query import QueryUnavailable
 from tests.gateway_client import auth, form, gateway_services
 
 pytestmark = pytest.mark.integration

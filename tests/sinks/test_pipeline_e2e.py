@@ -19,7 +19,6 @@ import pytest
 from photostream.objectstore import ObjectStore
 from schemas.events import ImageReady
 from schemas.topics import PHOTO_READY
-from sinks.query import RemoteReader
 from sinks.s3 import variant_key
 from tests.gateway_client import auth
 from tests.processes import free_port
@@ -123,7 +122,7 @@ async def test_uploads_end_as_images_variants_ready_events_and_throughput(
         store.close()
 
     # ClickHouse as an analyst sees it.
-    reader = RemoteReader(sinks.query_url)
+    reader = sinks.reader()
     try:
         where = "photographer_id IN {photographers:Array(String)}"
         params = {"photographers": photographers}

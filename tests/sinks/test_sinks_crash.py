@@ -8,9 +8,9 @@ import time
 import pytest
 
 from photostream.objectstore import ObjectStore
+from photostream.warehouse import RemoteReader
 from schemas.events import ImageReady
 from schemas.topics import PHOTO_READY
-from sinks.query import RemoteReader
 from tests.streams.uploads import photo, upload
 from tests.streams.workers import OutputReader
 
@@ -37,7 +37,7 @@ async def test_killed_sinks_double_nothing_and_lose_nothing(make_gateway, worker
     accepted = []
     for start in range(0, UPLOADS, 6):
         accepted += [item["upload_id"] for item in await upload(gateway, api_key, *files[start : start + 6])]
-    reader = RemoteReader(sinks.query_url)
+    reader = sinks.reader()
     images_sql = f"SELECT count() FROM {DB}.images FINAL WHERE photographer_id = {{photographer:String}}"
     raw_sql = f"SELECT count() FROM {DB}.images WHERE photographer_id = {{photographer:String}}"
     try:
@@ -49,7 +49,7 @@ async def test_killed_sinks_double_nothing_and_lose_nothing(make_gateway, worker
         first.kill()
         await reader.close()
         sinks.start()
-        reader = RemoteReader(sinks.query_url)
+        reader = sinks.reader()
         deadline = time.monotonic() + 240
         while await count(reader, images_sql, photographer) < UPLOADS:
             assert time.monotonic() < deadline, sinks.logs() + workers.logs()
@@ -60,7 +60,7 @@ async def test_killed_sinks_double_nothing_and_lose_nothing(make_gateway, worker
         sinks.rewind()
         await reader.close()
         sinks.start()
-        reader = RemoteReader(sinks.query_url)
+        reader = sinks.reader()
         deadline = time.monotonic() + 120
         while await count(reader, raw_sql, photographer) < 2 * UPLOADS:
             assert time.monotonic() < deadline, sinks.logs()

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 
 from photostream.config import ClickHouseSettings
+from photostream.warehouse import EngineReader
 from producers.status import ClickHouseStatus
-from sinks.analytics import Analytics
 from sinks.clickhouse_schema import migrate
-from sinks.query import LocalReader
+from sinks.writer import ClickHouseWriter
 from tests.sinks.pipeline_data import DATABASE, build_pipeline, insert_events
 
 pytestmark = pytest.mark.integration
@@ -21,13 +21,15 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def loaded(tmp_path):
     pipeline = build_pipeline()
-    analytics = Analytics(ClickHouseSettings(dsn=f"chdb://{tmp_path / 'clickhouse'}", database=DATABASE))
-    await analytics.run(migrate, DATABASE)
-    await analytics.run(insert_events, pipeline.events)
-    await analytics.run(insert_events, pipeline.events)  # a replay
-    status = ClickHouseStatus(LocalReader(analytics), DATABASE)
+    settings = ClickHouseSettings(dsn=f"chdb://{tmp_path / 'clickhouse'}", database=DATABASE)
+    writer = ClickHouseWriter(settings)
+    await writer.run(migrate, DATABASE)
+    await writer.run(insert_events, pipeline.events)
+    await writer.run(insert_events, pipeline.events)  # a replay
+    status = ClickHouseStatus(EngineReader(settings), DATABASE)
     yield pipeline, status
     await status.close()
+    writer.close()
 
 
 async def test_every_upload_reads_as_its_final_status(loaded):

@@ -10,8 +10,7 @@ from typing import Any
 from terminaltables import AsciiTable
 
 from photostream.config import ClickHouseSettings
-from sinks.analytics import Analytics, AnalyticsError, QueryResult
-from sinks.query import QueryUnavailable, jsonable, reader_for
+from photostream.warehouse import EngineReader, QueryResult, QueryUnavailable, WarehouseError, jsonable, reader_for
 
 FORMATS = ("table", "csv", "json")
 
@@ -22,9 +21,12 @@ async def run_query(settings: ClickHouseSettings, sql: str) -> QueryResult:
     When nobody answers for the embedded engine (the pipeline is stopped), the engine is opened
     here directly, so queries work on a stopped pipeline too.
 
+    Bare table names resolve in the pipeline's database (``photostream`` by default).
+
     Raises:
         ReadOnlyViolation: The statement would write.
-        AnalyticsError: The query failed, or the engine is held by a process that does not answer.
+        QueryLimitExceeded: It ran past a read limit (time, rows, bytes, memory).
+        WarehouseError: The query failed, or the engine is held by a process that does not answer.
     """
     reader = reader_for(settings)
     try:
@@ -34,14 +36,15 @@ async def run_query(settings: ClickHouseSettings, sql: str) -> QueryResult:
             raise
     finally:
         await reader.close()
+    engine = EngineReader(settings)
     try:
-        analytics = Analytics(settings)
-    except Exception as error:
-        raise AnalyticsError(f"the embedded ClickHouse is busy and its owner does not answer: {error}") from error
-    try:
-        return await analytics.query(sql)
+        return await engine.query(sql)
+    except WarehouseError:
+        raise
+    except Exception as error:  # chDB refuses a path another process holds
+        raise WarehouseError(f"the embedded ClickHouse is busy and its owner does not answer: {error}") from error
     finally:
-        analytics.close()
+        await engine.close()
 
 
 def render(result: QueryResult, fmt: str) -> str:
