@@ -1,23 +1,34 @@
 """The ClickHouse schema: tables the sink writes, views analysts read, and the migrations that build them.
 
-Replays collapse by construction. Every table is a ``ReplacingMergeTree(version)`` whose sorting key is
+Replays collapse by construction. Every base table is a ``ReplacingMergeTree(version)`` whose sorting key is
 the identity of a fact (an upload, an upload's variant, an upload's failure at one stage) and whose
 ``version`` is the event's own timestamp in epoch milliseconds: a replayed event lands on the same key with
 the same version and collapses into one row, and a later re-processing carries a later timestamp and wins.
-Collapsing happens at merge time, so readers use ``FINAL``; the views do, and analysts querying the base
-tables should too.
+Collapsing happens at merge time, so readers of the base tables use ``FINAL``.
 
-Every table is partitioned by the month of the upload's ``received_at``, which every version of a row shares:
-ReplacingMergeTree only collapses rows within one partition, so a partition key taken from a re-processing
-timestamp could leave two versions of one image in different months.
+Sized for 30+ days of a 60,000-photos-a-day service (migration 3):
 
-The views are plain views, not materialized ones: a materialized view fires once per insert and would count a
-replayed event twice, while a plain view reads the collapsed tables at query time.
+- Every base table is partitioned by the DAY of the upload's ``received_at``, which every version of a row
+  shares, so a replay always lands in the partition of the row it repeats (ReplacingMergeTree collapses only
+  within a partition). A time window prunes whole days, and ``FINAL`` has only today's unmerged parts to
+  merge: a day older than an hour is force-merged into one part (``min_age_to_force_merge_seconds``), which
+  ``FINAL`` reads as it is. Readers run with ``do_not_merge_across_partitions_select_final`` (see
+  ``photostream.warehouse``), which is exact here because no key spans two partitions.
+- ``upload_lifecycle`` holds one row per upload, filled in at insert time: a materialized view on each base
+  table writes the stage columns that table knows into an ``AggregatingMergeTree`` whose columns are
+  ``SimpleAggregateFunction(max, ...)``. ``max`` is idempotent, so a replayed event inserted twice changes
+  nothing, and a later re-processing (later timestamps) wins, as in the base tables. Its key starts with
+  ``received_at``, so "the last hour" reads the last hour's rows and nothing else. ``image_stages`` reads it
+  with ``FINAL`` and computes the stage milliseconds; the per-minute views group that.
+
+The failures partition by ``ifNull(received_at, failed_at)``: a dead letter that does not know when its upload
+arrived is counted in the day (and minute) it failed.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -27,6 +38,9 @@ if TYPE_CHECKING:
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
+Step = Callable[["Client", str], None]
+"""A migration step that moves data (``step(client, database)``) rather than one DDL statement."""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -35,25 +49,27 @@ class Migration:
     Attributes:
         version: Position in the history; applied in increasing order.
         description: What the step does, stored with its record.
-        statements: DDL templates with ``{db}`` for the database name; each must be idempotent on its own
-            (``IF NOT EXISTS``, ``CREATE OR REPLACE``) so a crash between a statement and the record is harmless.
+        statements: DDL templates with ``{db}`` for the database name, or data steps called with the client and
+            the database; each must be idempotent on its own (``IF NOT EXISTS``, ``CREATE OR REPLACE``, rows that
+            collapse) so a crash between a statement and the record is harmless.
     """
 
     version: int
     description: str
-    statements: tuple[str, ...]
+    statements: tuple[str | Step, ...]
 
-    def sql(self, database: str) -> list[str]:
-        """Return the statements with ``{db}`` replaced by ``database``.
+    def sql(self, database: str) -> list[str | Step]:
+        """Return the steps with ``{db}`` replaced by ``database`` in the DDL ones.
 
         Args:
             database: A plain identifier (letters, digits, underscores).
 
         Returns:
-            The DDL statements, in order.
+            The DDL statements and data steps, in order.
         """
+        db = _identifier(database)
         # str.replace, not str.format: DDL may one day contain braces of its own (maps, settings).
-        return [statement.replace("{db}", _identifier(database)) for statement in self.statements]
+        return [step.replace("{db}", db) if isinstance(step, str) else step for step in self.statements]
 
 
 _TABLES = (
@@ -332,6 +348,129 @@ _DUPLICATES_PER_PHOTOGRAPHER = """
     GROUP BY photographer_id
 """
 
+# Migration 3: day partitions for the base tables (rebuilt and copied, see ``repartition``), and the per-upload
+# lifecycle that replaces the query-time stacking of migration 2's image_stages.
+_DAILY_MERGE_SETTINGS = "SETTINGS min_age_to_force_merge_seconds = 3600, min_age_to_force_merge_on_partition_only = 1"
+
+_DAILY_LAYOUT = {
+    "uploads": ("toDate(received_at)", "(photographer_id, upload_id)"),
+    "images": ("toDate(received_at)", "(photographer_id, upload_id)"),
+    "ready": ("toDate(received_at)", "(photographer_id, upload_id)"),
+    "variants": ("toDate(received_at)", "(photographer_id, upload_id, variant, format)"),
+    "failures": ("toDate(ifNull(received_at, failed_at))", "(photographer_id, upload_id, stage)"),
+}
+
+
+def repartition(client: Client, database: str) -> None:
+    """Rebuild each base table partitioned by day, moving its rows over; safe to run again after a crash.
+
+    A table already partitioned by day is left alone. Otherwise its rows are copied into a new table with the
+    new layout, the two are exchanged atomically, and the rows are copied once more (rows a running sink
+    inserted during the first copy; repeats collapse like any replay) before the old table is dropped.
+    """
+    db = _identifier(database)
+    for table, (partition_key, order_by) in _DAILY_LAYOUT.items():
+        current = client.query(
+            "SELECT partition_key FROM system.tables WHERE database = {db:String} AND name = {name:String}",
+            parameters={"db": db, "name": table},
+        ).result_rows
+        staging = f"{db}.{table}__daily"
+        if current and current[0][0].replace(" ", "") == partition_key.replace(" ", ""):
+            client.command(f"DROP TABLE IF EXISTS {staging}")  # left by a crash after the exchange
+            continue
+        client.command(
+            f"CREATE TABLE IF NOT EXISTS {staging} AS {db}.{table} ENGINE = ReplacingMergeTree(version) "
+            f"PARTITION BY {partition_key} ORDER BY {order_by} {_DAILY_MERGE_SETTINGS}"
+        )
+        client.command(f"INSERT INTO {staging} SELECT * FROM {db}.{table}")  # noqa: S608 (identifiers checked)
+        client.command(f"EXCHANGE TABLES {db}.{table} AND {staging}")
+        client.command(f"INSERT INTO {db}.{table} SELECT * FROM {staging}")  # noqa: S608
+        client.command(f"DROP TABLE {staging}")
+
+
+_UPLOAD_LIFECYCLE = f"""
+    CREATE TABLE IF NOT EXISTS {{db}}.upload_lifecycle (
+        received_at DateTime64(3, 'UTC'),
+        photographer_id LowCardinality(String),
+        upload_id UUID,
+        stored_at SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC'))),
+        published_at SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC'))),
+        processing_started_at SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC'))),
+        processed_at SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC'))),
+        ready_at SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC'))),
+        failed_at SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC'))),
+        -- (stage, reason) of the latest failure. Not a stored Tuple: FINAL reads a tuple's subcolumns unmerged.
+        last_failure AggregateFunction(argMax, Tuple(String, String), DateTime64(3, 'UTC')),
+        bytes_in SimpleAggregateFunction(max, Nullable(UInt64)),
+        bytes_out SimpleAggregateFunction(max, Nullable(UInt64)),
+        variant_count SimpleAggregateFunction(max, Nullable(UInt16))
+    )
+    ENGINE = AggregatingMergeTree
+    PARTITION BY toDate(received_at)
+    ORDER BY (received_at, photographer_id, upload_id)
+    {_DAILY_MERGE_SETTINGS}
+"""
+
+# What each base table tells the lifecycle: the lifecycle columns it fills, and the SELECT that fills them. Used
+# twice: by the materialized view that fills the lifecycle on every insert, and once by the migration, to fill it
+# from the rows already there. The other columns take their defaults (NULL; no failure).
+_LIFECYCLE_SOURCES = {
+    "uploads": (
+        "received_at, photographer_id, upload_id, stored_at, published_at, bytes_in",
+        "SELECT received_at, photographer_id, upload_id, stored_at, published_at, bytes AS bytes_in FROM {db}.uploads",
+    ),
+    "images": (
+        "received_at, photographer_id, upload_id, processing_started_at, processed_at",
+        "SELECT received_at, photographer_id, upload_id, processing_started_at, processed_at FROM {db}.images",
+    ),
+    "ready": (
+        "received_at, photographer_id, upload_id, ready_at, bytes_out, variant_count",
+        "SELECT received_at, photographer_id, upload_id, ready_at, bytes_out, variant_count FROM {db}.ready",
+    ),
+    "failures": (
+        "received_at, photographer_id, upload_id, failed_at, last_failure",
+        "SELECT ifNull(received_at, failed_at) AS received_at, photographer_id, upload_id, failed_at, "
+        "argMaxState(tuple(toString(stage), toString(reason)), failed_at) AS last_failure FROM {db}.failures "
+        "GROUP BY received_at, photographer_id, upload_id, failed_at",
+    ),
+}
+
+_LIFECYCLE_VIEWS = tuple(
+    f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.upload_lifecycle_from_{table} "
+    f"TO {{db}}.upload_lifecycle AS {select}"
+    for table, (_, select) in _LIFECYCLE_SOURCES.items()
+)
+# Run after the views exist, so no row falls between; a row both copy and view write collapses (max).
+_LIFECYCLE_BACKFILL = tuple(
+    f"INSERT INTO {{db}}.upload_lifecycle ({columns}) {select}" for columns, select in _LIFECYCLE_SOURCES.values()
+)
+
+_IMAGE_STAGES_FROM_LIFECYCLE = """
+    CREATE OR REPLACE VIEW {db}.image_stages AS
+    SELECT
+        photographer_id,
+        upload_id,
+        received_at,
+        stored_at,
+        published_at,
+        processing_started_at,
+        processed_at,
+        ready_at,
+        failed_at,
+        if(failed_at IS NULL, NULL, finalizeAggregation(last_failure).1) AS failure_stage,
+        if(failed_at IS NULL, NULL, finalizeAggregation(last_failure).2) AS failure_reason,
+        multiIf(ready_at IS NOT NULL, 'completed', failed_at IS NOT NULL, 'failed', 'queued') AS status,
+        bytes_in,
+        bytes_out,
+        variant_count,
+        dateDiff('millisecond', received_at, published_at) AS gateway_ms,
+        dateDiff('millisecond', published_at, processing_started_at) AS queue_ms,
+        dateDiff('millisecond', processing_started_at, processed_at) AS processing_ms,
+        dateDiff('millisecond', processed_at, ready_at) AS storage_ms,
+        dateDiff('millisecond', received_at, ready_at) AS end_to_end_ms
+    FROM {db}.upload_lifecycle FINAL
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables: uploads, images, ready, variants, failures", _TABLES),
     # image_stages first: the per-minute views read it.
@@ -348,11 +487,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             _DUPLICATES_PER_PHOTOGRAPHER,
         ),
     ),
+    Migration(
+        3,
+        "day partitions for every table; upload_lifecycle (one row per upload, filled at insert time); "
+        "image_stages reads it",
+        (repartition, _UPLOAD_LIFECYCLE, *_LIFECYCLE_VIEWS, *_LIFECYCLE_BACKFILL, _IMAGE_STAGES_FROM_LIFECYCLE),
+    ),
 )
 """The schema's history, oldest first. Append new steps; never edit one that has shipped."""
 
 TABLES = ("uploads", "images", "ready", "variants", "failures")
 """The tables the sink writes."""
+
+DERIVED_TABLES = ("upload_lifecycle",)
+"""Tables filled by materialized views from the sink's tables."""
 
 VIEWS = (
     "image_stages",
@@ -375,7 +523,7 @@ _SCHEMA_MIGRATIONS = """
 """
 
 
-def migrate(client: Client, database: str) -> list[int]:
+def migrate(client: Client, database: str, *, up_to: int | None = None) -> list[int]:
     """Bring ``database`` up to the newest schema, applying only the migrations not yet recorded.
 
     Creates the database and its ``schema_migrations`` table if needed. Each migration's statements run in
@@ -384,6 +532,7 @@ def migrate(client: Client, database: str) -> list[int]:
     Args:
         client: A clickhouse-connect client (chDB or a server).
         database: Database name, a plain identifier.
+        up_to: Stop after this version (tests of an upgrade); the newest by default.
 
     Returns:
         The versions applied by this call, in order; empty when the schema was already current.
@@ -398,10 +547,13 @@ def migrate(client: Client, database: str) -> list[int]:
     recorded = {row[0] for row in client.query(recorded_sql).result_rows}
     applied: list[int] = []
     for migration in sorted(MIGRATIONS, key=lambda m: m.version):
-        if migration.version in recorded:
+        if migration.version in recorded or (up_to is not None and migration.version > up_to):
             continue
-        for statement in migration.sql(db):
-            client.command(statement)
+        for step in migration.sql(db):
+            if isinstance(step, str):
+                client.command(step)
+            else:
+                step(client, db)
         client.insert(
             f"{db}.schema_migrations",
             [[migration.version, migration.description, datetime.now(UTC)]],

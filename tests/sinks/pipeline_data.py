@@ -57,12 +57,12 @@ class Truth:
     index: int
     status: str
     received_at: datetime
-    published_at: datetime
+    published_at: datetime | None
     processing_started_at: datetime | None = None
     processed_at: datetime | None = None
     ready_at: datetime | None = None
     failed_at: datetime | None = None
-    bytes_in: int = 0
+    bytes_in: int | None = 0
     bytes_out: int | None = None
     camera: tuple[str, str, str | None] | None = None
     duplicate_kind: str | None = None
@@ -90,6 +90,11 @@ class Pipeline:
     events: tuple[Event, ...]
     truth: tuple[Truth, ...]
     processed: dict[uuid.UUID, ImageProcessed] = field(default_factory=dict)
+
+    @property
+    def uploaded(self) -> list[Truth]:
+        """The uploads the gateway published (all but the dead letter from before publishing)."""
+        return [t for t in self.truth if t.published_at is not None]
 
     def with_status(self, status: str) -> list[Truth]:
         """The uploads whose final status is ``status``."""
@@ -123,7 +128,8 @@ def build_pipeline(now: datetime | None = None) -> Pipeline:
             bytes_in = 4_000_000 + 1_000 * k
             camera = CAMERAS[k % len(CAMERAS)]
             duplicate = DUPLICATES.get((photographer, j))
-            events.append(_upload(upload_id, photographer, j, bytes_in, received, published))
+            upload_event = _upload(upload_id, photographer, j, bytes_in, received, published)
+            events.append(upload_event)
             row = {"upload_id": upload_id, "photographer_id": photographer, "index": k}
             row |= {"received_at": received, "published_at": published, "bytes_in": bytes_in}
             image = _processed(upload_id, photographer, k, camera, duplicate, received, started, done)
@@ -140,13 +146,19 @@ def build_pipeline(now: datetime | None = None) -> Pipeline:
                 truth.append(
                     Truth(**row, status="completed", bytes_out=bytes_out, camera=camera, duplicate_kind=duplicate)
                 )
+            elif j == 4 and p == 1:
+                # ph-bob's is a dead letter from before the upload was published (no UploadReceived), lacking
+                # received_at as such a one may: it counts in the minute it failed
+                failed_at = started + timedelta(milliseconds=40)
+                events.remove(upload_event)
+                reason = FailureReason.UNSUPPORTED
+                events.append(_failed(upload_id, photographer, None, failed_at, Stage.GATEWAY, reason))
+                row |= {"received_at": failed_at, "published_at": None, "bytes_in": None}
+                truth.append(Truth(**row, status="failed", failed_at=failed_at))
             elif j == 4:
                 failed_at = started + timedelta(milliseconds=40)
                 reason = (FailureReason.CORRUPT, FailureReason.UNSUPPORTED, FailureReason.TOO_MANY_PIXELS)[p]
-                # ph-bob's dead letter lacks received_at, as a gateway-side one may
-                events.append(
-                    _failed(upload_id, photographer, received if p != 1 else None, failed_at, Stage.PROCESSING, reason)
-                )
+                events.append(_failed(upload_id, photographer, received, failed_at, Stage.PROCESSING, reason))
                 truth.append(Truth(**row, status="failed", failed_at=failed_at))
             elif j == 5:
                 failed_at = done + timedelta(milliseconds=500)
