@@ -2,14 +2,24 @@
 
 All are keyed by photographer id, so one photographer's events stay in order on one
 partition. Partition counts bound how many workers can share the load.
+
+The workers' Faust topics (the duplicate table's changelog, faust's leader topic) are created
+here too, before the Faust app starts, and ``ensure_topics`` returns only once the broker serves
+their metadata. Left to faust, two workers starting together on a fresh stack raced: Kafka
+acknowledges a topic's creation (or answers "already exists" to the second worker) before its
+metadata is served, the group leader assigned partitions from metadata without the changelog,
+and faust then saw it with 0 partitions and stopped the worker with ``PartitionsMismatch``
+(issue 11; ``tests/streams/test_worker_fresh_start.py``).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from photostream.config import KafkaSettings
 from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, PHOTO_VARIANTS
@@ -44,10 +54,40 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+def changelog_topic(app_id: str, table: str) -> TopicSpec:
+    """A Faust table's changelog topic, named and configured as faust declares it.
+
+    Args:
+        app_id: The Faust app id (``WORKER_APP_ID``).
+        table: The table's name.
+    """
+    return TopicSpec(f"{app_id}-{table}-changelog", PARTITIONS, {"cleanup.policy": "compact"})
+
+
+def worker_topics(app_id: str, tables: Iterable[str]) -> tuple[TopicSpec, ...]:
+    """Every topic a Faust worker app uses: the pipeline's, one changelog per table, faust's leader topic.
+
+    Args:
+        app_id: The Faust app id (``WORKER_APP_ID``).
+        tables: The names of the app's tables.
+    """
+    # faust elects a leader through this single-partition topic (faust.assignor.LeaderAssignor).
+    leader = TopicSpec(f"{app_id}-__assignor-__leader", 1)
+    return (*TOPICS, *(changelog_topic(app_id, table) for table in tables), leader)
+
+
 def ensure_topics(
     settings: KafkaSettings, topics: tuple[TopicSpec, ...] = TOPICS, *, timeout: float = 30.0
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created (blocking)."""
+    """Create the topics that do not exist yet, then wait until the broker serves all of them (blocking).
+
+    Returns:
+        The names this call created (another process may have created the others).
+
+    Raises:
+        KafkaException: A topic could not be created.
+        TimeoutError: The broker did not serve every topic's partitions within ``timeout`` seconds.
+    """
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [
@@ -55,15 +95,45 @@ def ensure_topics(
         for spec in topics
         if spec.name not in existing
     ]
-    if not wanted:
-        return []
     created = []
-    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
-        try:
-            future.result(timeout=timeout)
-            created.append(name)
-        except KafkaException as exc:
-            # Another instance created it between our listing and our request: fine.
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+    if wanted:
+        for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+            try:
+                future.result(timeout=timeout)
+                created.append(name)
+            except KafkaException as exc:
+                # Another instance created it between our listing and our request: fine.
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+    _wait_until_served(admin, [spec.name for spec in topics], timeout)
     return created
+
+
+def _wait_until_served(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Return once the broker's metadata lists every topic with a leader for each partition.
+
+    A creation (or "already exists") is acknowledged before the broker's metadata shows the
+    topic; a consumer group assigned in between would see it with no partitions.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = _not_served(admin.list_topics(timeout=timeout), names)
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the broker does not serve topics {', '.join(missing)} after {timeout:g}s")
+        time.sleep(0.05)
+
+
+def _not_served(metadata: ClusterMetadata, names: list[str]) -> list[str]:
+    missing = []
+    for name in names:
+        topic = metadata.topics.get(name)
+        if (
+            topic is None
+            or topic.error is not None
+            or not topic.partitions
+            or any(partition.leader < 0 or partition.error is not None for partition in topic.partitions.values())
+        ):
+            missing.append(name)
+    return missing

@@ -10,9 +10,9 @@ from pydantic import TypeAdapter
 
 from photostream.config import KafkaSettings, S3Settings, SchemaRegistrySettings, WorkerSettings
 from photostream.objectstore import ObjectStore
-from photostream.topics import ensure_topics
+from photostream.topics import ensure_topics, worker_topics
 from schemas.serde import EventSerde
-from streams.app import create_app
+from streams.app import DUPLICATES_TABLE, create_app
 from streams.handler import UploadHandler
 from streams.imaging import DEFAULT_VARIANTS, Limits, VariantSpec
 from streams.processing import ImageProcessor
@@ -60,7 +60,8 @@ def build_app(
 def run_worker(loglevel: str = "info") -> None:
     """Run one worker until SIGINT or SIGTERM; several share the partitions of photo-uploads."""
     worker, kafka, s3, registry = WorkerSettings(), KafkaSettings(), S3Settings(), SchemaRegistrySettings()
-    created = ensure_topics(kafka)
+    # Faust's own topics too, before the app starts: see photostream.topics.
+    created = ensure_topics(kafka, worker_topics(worker.app_id, [DUPLICATES_TABLE]))
     if created:
         log.info("created topics %s", ", ".join(created))
     app = build_app(worker, kafka, s3, registry)
