@@ -141,9 +141,7 @@ class EngineReader:
         client = self._sessions.get()
         try:
             if client is None:
-                client = clickhouse_client(
-                    self._settings, database=self._settings.database, session_settings=self._session_settings
-                )
+                client = self._open()
             answer = client.query(sql, parameters=parameters)
             result = QueryResult(
                 columns=tuple(answer.column_names),
@@ -161,6 +159,17 @@ class EngineReader:
         finally:
             self._sessions.put(client)
         return result
+
+    def _open(self) -> Client:
+        # Bare table names resolve in the pipeline's database, once the sinks have created it.
+        try:
+            return clickhouse_client(
+                self._settings, database=self._settings.database, session_settings=self._session_settings
+            )
+        except ClickHouseError as error:
+            if "UNKNOWN_DATABASE" not in str(error):
+                raise
+        return clickhouse_client(self._settings, session_settings=self._session_settings)
 
     async def close(self) -> None:
         """Close every session (for chDB, releasing this process's hold on the path once the writer closes too)."""

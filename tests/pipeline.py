@@ -27,6 +27,7 @@ class Sinks:
     query_url: str = field(default_factory=lambda: f"http://127.0.0.1:{free_port()}")
     query_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     runs: list[ServiceProcess] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
     starts: dict[str, list] = field(default_factory=dict)
 
     @property
@@ -40,6 +41,7 @@ class Sinks:
             "SINKS_S3_GROUP": f"test-s3-sink-{self.suffix}",
             "SINKS_CLICKHOUSE_GROUP": f"test-clickhouse-sink-{self.suffix}",
             "SINKS_BATCH_SECONDS": "0.5",
+            **self.extra_env,
         }
 
     @property
