@@ -24,15 +24,19 @@ PAGE = resources.files("producers").joinpath("static/dashboard.html")
 class Dashboard:
     """Builds the dashboard's data from the pipeline's views."""
 
-    def __init__(self, reader: Reader, database: str, *, token: str | None = None) -> None:
-        """Read through ``reader`` (not owned: its owner closes it) from ``database``; ``token`` guards access."""
+    def __init__(self, reader: Reader, database: str, *, token: str | None = None, retry_after: int = 5) -> None:
+        """Read through ``reader`` (not owned: its owner closes it) from ``database``; ``token`` guards access.
+
+        ``retry_after``: seconds of ``Retry-After`` when the store does not answer (``GATEWAY_RETRY_AFTER_SECONDS``).
+        """
         self._reader = reader
         self._token = token
+        self._retry_after = retry_after
         # Read once: the page never changes while the process runs, and handlers stay off the disk.
         self._page = PAGE.read_text(encoding="utf-8")
         db = database
         window = "minute >= toStartOfMinute(now() - toIntervalMinute({minutes:UInt32}))"
-        self._queries = {
+        self.queries = {
             "throughput": (
                 "SELECT minute, photographer_id, images, failures, bytes_in, bytes_out, p50_ms, p95_ms "  # noqa: S608
                 f"FROM {db}.throughput_per_minute WHERE {window} ORDER BY minute, photographer_id"
@@ -53,7 +57,7 @@ class Dashboard:
     async def data(self, minutes: int = 60) -> dict[str, Any]:
         """Every chart's rows for the last ``minutes`` (failures and cameras are all-time)."""
         out: dict[str, Any] = {"minutes": minutes}
-        for name, sql in self._queries.items():
+        for name, sql in self.queries.items():
             result = await self._reader.query(sql, {"minutes": minutes})
             out[name] = [{k: jsonable(v) for k, v in row.items()} for row in result.dicts()]
         return out
@@ -86,7 +90,7 @@ class Dashboard:
         try:
             return web.json_response(await self.data(minutes), headers={"Cache-Control": "no-store"})
         except WarehouseError as error:
-            raise problems.unavailable(f"the analytics store does not answer: {error}", 5) from error
+            raise problems.unavailable(f"the analytics store does not answer: {error}", self._retry_after) from error
 
     def _guard(self, request: web.Request) -> None:
         if not self.allowed(request):

@@ -54,7 +54,12 @@ def build_services(
             delivery_timeout=gateway.kafka_delivery_timeout,
         ),
         status=ClickHouseStatus(reader, warehouse.database),
-        dashboard=Dashboard(reader, warehouse.database, token=token.get_secret_value() if token else None),
+        dashboard=Dashboard(
+            reader,
+            warehouse.database,
+            token=token.get_secret_value() if token else None,
+            retry_after=gateway.retry_after_seconds,
+        ),
     )
 
 
