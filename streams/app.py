@@ -4,7 +4,7 @@ Delivery (at least once, and idempotent, so nothing is lost and nothing doubled 
 
 - Up to ``in_flight`` uploads are prepared at once (fetch, decode, variants) so every core works
   even when one photographer fills one partition. Their decisions, sends and acks then happen
-  strictly in offset order per partition.
+  strictly in offset order per partition: ``streams.ordered`` keeps that order, with no faust in it.
 - An input offset is acknowledged only after Kafka acknowledged every event emitted for it and
   every duplicate-table write it caused. Faust only flushes best effort before committing, so
   the agent awaits each delivery itself.
@@ -19,16 +19,13 @@ fixes them. One more rule comes from faust: a table write takes its changelog pa
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import TP, EventT, StreamT
+from faust.types import EventT, StreamT
 
 from photostream.config import KafkaSettings, WorkerSettings
 from photostream.topics import PARTITIONS, VARIANT_MAX_MESSAGE_BYTES
@@ -38,7 +35,8 @@ from schemas.events import UploadReceived
 from schemas.serde import EventSerde
 from streams.duplicates import DuplicateIndex
 from streams.faust_fixes import App, TrackedTable, changelog_sends
-from streams.handler import Source, UploadHandler
+from streams.handler import Prepared, Source, UploadHandler
+from streams.ordered import OrderedWindow
 
 log = logging.getLogger(__name__)
 
@@ -99,101 +97,50 @@ def create_app(
     uploads = raw_topic(topics.PHOTO_UPLOADS)
     outputs = {name: raw_topic(name) for name in (topics.PHOTO_VARIANTS, topics.PHOTO_PROCESSED, topics.PHOTO_FAILED)}
 
-    async def handle(stream: StreamT, event: EventT, step: _Step, previous: _Step | None) -> None:
-        message = event.message
-        source = Source(message.topic, message.partition, message.offset)
-        upload: UploadReceived | None = None
+    async def prepare(event: EventT) -> Prepared | None:
+        source = _source(event)
         try:
             decoded = serde.decode(event.value, source.topic, source.partition, source.offset)
         except SerdeError as error:
             # Nothing to emit without an upload id; the log names topic, partition and offset.
             log.error("skipping an undecodable event: %s", error)
-        else:
-            if isinstance(decoded, UploadReceived):
-                upload = decoded
-            else:
-                log.error("skipping a %s on %s at offset %s", type(decoded).__name__, source.topic, source.offset)
-        prepared = await handler.prepare(upload, source) if upload is not None else None
-        if previous is not None:
-            await previous.sent
+            return None
+        if not isinstance(decoded, UploadReceived):
+            log.error("skipping a %s on %s at offset %s", type(decoded).__name__, source.topic, source.offset)
+            return None
+        return await handler.prepare(decoded, source)
+
+    async def decide(event: EventT, prepared: Prepared | None) -> list[Any]:
         sends: list[Any] = []
         if prepared is not None:
             changelog_sends.set(sends)
-            for output in handler.decide(prepared, source, duplicates):
+            for output in handler.decide(prepared, _source(event), duplicates):
                 topic = topics.TOPIC_BY_EVENT[type(output)]
                 encoded = serde.encode(output, topic)
                 sends.append(await outputs[topic].send(key=output.photographer_id.encode(), value=encoded))
-        # The producer keeps per-partition order, so the next upload may send before these are
-        # delivered; only its acknowledgement waits for this one's.
-        step.sent.set_result(None)
-        await asyncio.gather(*sends)
-        if previous is not None:
-            await previous.acked
-        await stream.ack(event)
+        return sends
+
+    def stop(error: BaseException) -> None:
+        log.critical("stopping: an upload could not be completed, it will be replayed", exc_info=error)
+        fatal(error)
 
     @app.agent(uploads, name="process-uploads")
     async def process_uploads(stream: StreamT) -> None:
         stream = stream.noack()  # type: ignore[attr-defined]  # on Stream, missing from StreamT
-        window = asyncio.Semaphore(worker.in_flight)
-        tails: dict[TP, _Step] = {}
-        running: set[asyncio.Task[None]] = set()
+        window: OrderedWindow[EventT, Prepared | None] = OrderedWindow(
+            worker.in_flight, prepare=prepare, decide=decide, ack=stream.ack, fatal=stop
+        )
         async for event in stream.events():
-            await window.acquire()
-            tp = event.message.tp
-            step = _Step.create()
-            previous, tails[tp] = tails.get(tp), step
-            # A task copies this context, where current_event() is this event: its table writes
-            # go to this event's changelog partition.
-            task = asyncio.create_task(handle(stream, event, step, previous))
-            running.add(task)
-            task.add_done_callback(functools.partial(_finish, step=step, window=window, running=running, fatal=fatal))
+            # Submitted from here, where current_event() is this event: the task started for it
+            # copies this context, so its table writes go to this event's changelog partition.
+            await window.submit(event.message.tp, event)
 
     return app
 
 
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """One upload's progress, which the next upload of its partition waits on."""
-
-    sent: asyncio.Future[None]
-    acked: asyncio.Future[None]
-
-    @classmethod
-    def create(cls) -> _Step:
-        loop = asyncio.get_running_loop()
-        return cls(sent=loop.create_future(), acked=loop.create_future())
-
-    def fail(self, error: BaseException) -> None:
-        for future in (self.sent, self.acked):
-            if not future.done():
-                future.set_exception(error)
-                future.exception()  # marks it retrieved: the next upload re-raises it, this one reports it
-
-    def cancel(self) -> None:
-        for future in (self.sent, self.acked):
-            future.cancel()
-
-
-def _finish(
-    task: asyncio.Task[None],
-    *,
-    step: _Step,
-    window: asyncio.Semaphore,
-    running: set[asyncio.Task[None]],
-    fatal: Callable[[BaseException], None],
-) -> None:
-    running.discard(task)
-    window.release()
-    if task.cancelled():
-        step.cancel()
-        return
-    error = task.exception()
-    if error is None:
-        step.acked.set_result(None)
-        return
-    step.fail(error)
-    log.critical("stopping: an upload could not be completed, it will be replayed", exc_info=error)
-    fatal(error)
+def _source(event: EventT) -> Source:
+    message = event.message
+    return Source(message.topic, message.partition, message.offset)
 
 
 def _exit_now(_error: BaseException) -> None:
