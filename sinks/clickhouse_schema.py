@@ -471,6 +471,20 @@ _IMAGE_STAGES_FROM_LIFECYCLE = """
     FROM {db}.upload_lifecycle FINAL
 """
 
+# Uploads neither completed nor failed. Over all history, so it asks the lifecycle without FINAL first which
+# rows may be open (both columns NULL: every upload of a merged day that is done drops out, reading two null
+# maps), then reads only those keys with FINAL to be sure.
+_QUEUED_UPLOADS = """
+    CREATE OR REPLACE VIEW {db}.queued_uploads AS
+    SELECT photographer_id, upload_id, received_at, stored_at, published_at, processing_started_at, processed_at
+    FROM {db}.image_stages
+    WHERE status = 'queued'
+        AND (received_at, photographer_id, upload_id) IN (
+            SELECT received_at, photographer_id, upload_id FROM {db}.upload_lifecycle
+            WHERE ready_at IS NULL AND failed_at IS NULL
+        )
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables: uploads, images, ready, variants, failures", _TABLES),
     # image_stages first: the per-minute views read it.
@@ -490,8 +504,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3,
         "day partitions for every table; upload_lifecycle (one row per upload, filled at insert time); "
-        "image_stages reads it",
-        (repartition, _UPLOAD_LIFECYCLE, *_LIFECYCLE_VIEWS, *_LIFECYCLE_BACKFILL, _IMAGE_STAGES_FROM_LIFECYCLE),
+        "image_stages reads it; queued_uploads",
+        (
+            repartition,
+            _UPLOAD_LIFECYCLE,
+            *_LIFECYCLE_VIEWS,
+            *_LIFECYCLE_BACKFILL,
+            _IMAGE_STAGES_FROM_LIFECYCLE,
+            _QUEUED_UPLOADS,
+        ),
     ),
 )
 """The schema's history, oldest first. Append new steps; never edit one that has shipped."""
@@ -509,6 +530,7 @@ VIEWS = (
     "failures_by_reason",
     "cameras",
     "duplicates_per_photographer",
+    "queued_uploads",
 )
 """The views analysts read."""
 
