@@ -142,6 +142,11 @@ class GatewaySettings(BaseSettings):
     presigned_url_seconds: int = 3600
     # Required to see /dashboard when set; unset, only loopback clients may.
     dashboard_token: SecretStr | None = None
+    # An unknown API key is remembered this long, so the same bad key again does not reach S3.
+    unknown_key_cache_seconds: float = Field(default=60.0, ge=0)
+    # After this many 401s from one client address within the window, that address gets 429.
+    auth_failure_limit: int = Field(default=10, ge=1)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0)
 
 
 class WorkerSettings(BaseSettings):

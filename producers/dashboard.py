@@ -2,12 +2,19 @@
 
 Served by the gateway at ``/dashboard`` (page) and ``/dashboard/data`` (JSON, the last hour by
 default). It shows every photographer's numbers, so it is for operators: with
-``GATEWAY_DASHBOARD_TOKEN`` set the token is required (``?token=`` or a Bearer header);
-without one, only clients on the loopback interface may see it.
+``GATEWAY_DASHBOARD_TOKEN`` set the token is required, as a Bearer header, the cookie below,
+or ``?token=``; without one, only clients on the loopback interface may see it.
+
+A page opened with a valid ``?token=`` answers with an HttpOnly, SameSite=Strict cookie
+(``photostream_dashboard``) and takes the token out of the address bar, so the page's own
+data requests carry the cookie rather than the token in a URL. The cookie holds an HMAC of
+the token, not the token. (A redirect would do the same, but a SameSite=Strict cookie is not
+sent on a redirect that began on another site, e.g. a link in a chat: the page would 404.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 from importlib import resources
@@ -19,6 +26,7 @@ from photostream.warehouse import Reader, WarehouseError, jsonable
 from producers import problems
 
 PAGE = resources.files("producers").joinpath("static/dashboard.html")
+COOKIE = "photostream_dashboard"
 
 
 class Dashboard:
@@ -31,6 +39,8 @@ class Dashboard:
         """
         self._reader = reader
         self._token = token
+        # The cookie proves the token was shown without being the token.
+        self._cookie = hmac.new((token or "").encode(), b"photostream dashboard cookie", hashlib.sha256).hexdigest()
         self._retry_after = retry_after
         # Read once: the page never changes while the process runs, and handlers stay off the disk.
         self._page = PAGE.read_text(encoding="utf-8")
@@ -65,20 +75,36 @@ class Dashboard:
     def allowed(self, request: web.Request) -> bool:
         """Whether the request may see the dashboard (see the module docstring)."""
         if self._token:
-            given = request.query.get("token", "")
             bearer = request.headers.get("Authorization", "")
             if bearer.lower().startswith("bearer "):
-                given = bearer[7:].strip()
-            return hmac.compare_digest(given.encode(), self._token.encode())
+                return hmac.compare_digest(bearer[7:].strip().encode(), self._token.encode())
+            if hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), self._cookie.encode()):
+                return True
+            return self._query_token_valid(request)
         try:
             return ipaddress.ip_address(request.remote or "").is_loopback
         except ValueError:
             return False
 
+    def _query_token_valid(self, request: web.Request) -> bool:
+        return bool(self._token) and hmac.compare_digest(
+            request.query.get("token", "").encode(), (self._token or "").encode()
+        )
+
     async def page(self, request: web.Request) -> web.Response:
         """The HTML page; it fetches ``data`` itself and redraws every few seconds."""
         self._guard(request)
-        return web.Response(text=self._page, content_type="text/html")
+        # no-referrer: the address may still hold ?token= until the page's script removes it.
+        response = web.Response(
+            text=self._page,
+            content_type="text/html",
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
+        if self._query_token_valid(request):
+            response.set_cookie(
+                COOKIE, self._cookie, path="/dashboard", httponly=True, samesite="Strict", secure=request.secure
+            )
+        return response
 
     async def data_json(self, request: web.Request) -> web.Response:
         """The charts' data as JSON."""

@@ -41,6 +41,7 @@ from producers.keys import KeyStore
 from producers.ledger import UploadLedger, UploadRecord, original_key, upload_id_for
 from producers.metrics import GatewayMetrics
 from producers.status import Progress, StatusSource
+from producers.throttle import FailureLimiter
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ class _Batch:
     results: list[dict[str, Any]] = field(default_factory=list)
     accepted: list[_Accepted] = field(default_factory=list)
     rejected: list[problems.Problem] = field(default_factory=list)
+    # Set when a file was refused for the daily quota: the seconds until it resets.
+    quota_retry_after: int | None = None
     title: str | None = None
     tags: list[str] = field(default_factory=list)
 
@@ -134,16 +137,30 @@ class Gateway:
         self.settings = settings
         self.services = services
         self.metrics = metrics
+        self.auth_failures = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_seconds)
 
     # -- authentication -------------------------------------------------------------
 
     async def _photographer(self, request: web.Request) -> str:
-        header = request.headers.get("Authorization", "")
-        match = _BEARER.match(header)
-        if not match:
+        match = _BEARER.match(request.headers.get("Authorization", ""))
+        api_key = match.group(1) if match else None
+        wait = self.auth_failures.retry_after(request.remote)
+        if wait is not None:
+            # A client that keeps failing may still use a key this process knows to be valid
+            # (others behind the same address); nothing it sends reaches S3 until it waits.
+            known = self.services.keys.known(api_key) if api_key else None
+            if known is None:
+                raise problems.too_many_auth_failures(
+                    f"too many requests with a missing or unknown API key from this address; retry in {wait} seconds",
+                    wait,
+                )
+            return known.photographer_id
+        if api_key is None:
+            self.auth_failures.failed(request.remote)
             raise problems.unauthorized("send `Authorization: Bearer <api key>`")
-        record = await self.services.keys.lookup(match.group(1))
+        record = await self.services.keys.lookup(api_key)
         if record is None:
+            self.auth_failures.failed(request.remote)
             raise problems.unauthorized("the API key is not known")
         return record.photographer_id
 
@@ -177,7 +194,11 @@ class Gateway:
             raise
         if not batch.results:
             raise problems.bad_request("no `file` part in the request")
-        await self._publish(batch)
+        try:
+            await self._publish(batch)
+        except BaseException:
+            self._release(batch)
+            raise
         return self._batch_response(batch)
 
     async def _read_parts(self, reader: MultipartReader, batch: _Batch) -> None:
@@ -197,6 +218,11 @@ class Gateway:
                 if files > self.settings.max_files_per_request:
                     await self._drain(part)
                     self._reject(batch, part.filename, problems.too_many_files(self.settings.max_files_per_request))
+                    continue
+                if await self._quota_used_up(batch):
+                    # Not even read into S3: every slot of the day is taken (by this request or others).
+                    await self._drain(part)
+                    self._reject_over_quota(batch, part.filename)
                     continue
                 await self._receive_file(part, batch)
             elif part.name == "title":
@@ -234,6 +260,15 @@ class Gateway:
             if len(data) > MAX_FIELD_BYTES:
                 raise problems.bad_request(f"the `{part.name}` field is over {MAX_FIELD_BYTES} bytes")
         return data.decode("utf-8", errors="replace")
+
+    async def _quota_used_up(self, batch: _Batch) -> bool:
+        used = await self.services.ledger.accepted_today(batch.photographer_id, datetime.now(UTC))
+        return used >= self.settings.daily_quota
+
+    def _reject_over_quota(self, batch: _Batch, raw_name: str | None) -> None:
+        batch.quota_retry_after = _seconds_to_midnight(datetime.now(UTC))
+        problem = problems.over_quota(clean_filename(raw_name), batch.photographer_id, self.settings.daily_quota)
+        self._reject(batch, raw_name, problem)
 
     def _reject(self, batch: _Batch, raw_name: str | None, problem: problems.Problem) -> None:
         self.metrics.files.labels("rejected").inc()
@@ -277,7 +312,17 @@ class Gateway:
                 }
             )
             return
-        await writer.commit()
+        quota = self.settings.daily_quota
+        if not await self.services.ledger.reserve(batch.photographer_id, upload_id, received_at, quota):
+            # Another request took the last slot while this file was arriving.
+            await writer.abort()
+            self._reject_over_quota(batch, part.filename)
+            return
+        try:
+            await writer.commit()
+        except BaseException:
+            self.services.ledger.release(batch.photographer_id, upload_id, received_at)
+            raise
         self.metrics.bytes_received.inc(staged.size)
         self.metrics.files.labels("accepted").inc()
         batch.accepted.append(_Accepted(staged, filename, upload_id, received_at, datetime.now(UTC)))
@@ -285,8 +330,14 @@ class Gateway:
             {"upload_id": upload_id, "filename": filename, "status": "queued", "status_url": _status_url(upload_id)}
         )
 
+    def _release(self, batch: _Batch) -> None:
+        """Give back the quota slots of files that will not be saved."""
+        for item in batch.accepted:
+            self.services.ledger.release(batch.photographer_id, item.upload_id, item.received_at)
+
     async def _abandon(self, batch: _Batch) -> None:
         """The request failed midway: delete originals that no event will ever refer to."""
+        self._release(batch)
         for item in batch.accepted:
             with contextlib.suppress(StoreError):
                 await self.services.store.delete(item.staged.key)
@@ -319,16 +370,18 @@ class Gateway:
         body: dict[str, Any] = {"uploads": batch.results}
         if not batch.rejected:
             return web.json_response(body, status=202)
+        # Files refused for the quota may be sent again at midnight UTC.
+        headers = {"Retry-After": str(batch.quota_retry_after)} if batch.quota_retry_after else None
         if len(batch.results) == 1:
             problem = batch.rejected[0]
-            return problems.Problem(problem.code, problem.status, problem.title, problem.detail, body).response()
+            return problems.Problem(problem.code, problem.status, problem.title, problem.detail, body).response(headers)
         if len(batch.rejected) == len(batch.results):
             statuses = {problem.status for problem in batch.rejected}
             status = statuses.pop() if len(statuses) == 1 else 400
             return problems.Problem(
                 "all-files-rejected", status, "No file was accepted", "every file was rejected; see uploads", body
-            ).response()
-        return web.json_response(body, status=207)
+            ).response(headers)
+        return web.json_response(body, status=207, headers=headers)
 
     # -- GET /v1/uploads/{upload_id} -------------------------------------------------
 

@@ -10,6 +10,7 @@ gateway instance reads the same bucket, so a key created anywhere works everywhe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -19,10 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from cachetools import TTLCache
+
 from photostream.config import S3Settings
 from photostream.objectstore import AlreadyExists, ObjectMissing, ObjectStore
 
 KEY_PREFIX = "psk_"
+# Unknown keys remembered at once; past this the oldest are forgotten first.
+UNKNOWN_CACHE_SIZE = 10_000
 _PHOTOGRAPHER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -64,15 +69,29 @@ class KeyStore(Protocol):
         """Return the key's record, or None for an unknown key."""
         ...
 
+    def known(self, api_key: str) -> KeyRecord | None:
+        """The key's record if it is at hand without I/O (recently seen valid), else None."""
+        ...
+
 
 class S3KeyStore:
-    """Keys as small JSON objects in the shared bucket, with a short in-process cache."""
+    """Keys as small JSON objects in the shared bucket, with short in-process caches.
 
-    def __init__(self, store: ObjectStore, *, cache_seconds: float = 60.0) -> None:
-        """Use ``store``'s bucket; positive lookups are cached for ``cache_seconds``."""
+    Known keys are cached for ``cache_seconds``; unknown ones for ``unknown_cache_seconds``
+    (at most ``UNKNOWN_CACHE_SIZE`` of them), so the same bad key sent again and again costs
+    one S3 read per period. Concurrent lookups of one key share a single S3 read.
+    """
+
+    def __init__(self, store: ObjectStore, *, cache_seconds: float = 60.0, unknown_cache_seconds: float = 60.0) -> None:
+        """Use ``store``'s bucket; known keys are cached ``cache_seconds``, unknown ones ``unknown_cache_seconds``."""
         self._store = store
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, KeyRecord]] = {}
+        # Bounded: a flood of distinct made-up keys evicts the oldest instead of growing memory.
+        self._unknown: TTLCache[str, bool] | None = (
+            TTLCache(maxsize=UNKNOWN_CACHE_SIZE, ttl=unknown_cache_seconds) if unknown_cache_seconds > 0 else None
+        )
+        self._pending: dict[str, asyncio.Future[KeyRecord | None]] = {}
 
     @staticmethod
     def _object_key(digest: str) -> str:
@@ -91,17 +110,35 @@ class S3KeyStore:
                 continue  # astronomically unlikely; never overwrite someone's key
             return api_key
 
+    def known(self, api_key: str) -> KeyRecord | None:
+        """The record of a key this process has recently seen as valid, from memory only (no S3)."""
+        cached = self._cache.get(key_digest(api_key))
+        if cached and time.monotonic() - cached[0] < self._cache_seconds:
+            return cached[1]
+        return None
+
     async def lookup(self, api_key: str) -> KeyRecord | None:
         """Return the record of a known key, or None (StoreError when the store is down)."""
         if not api_key.startswith(KEY_PREFIX) or len(api_key) > 128:
             return None
+        found = self.known(api_key)
         digest = key_digest(api_key)
-        cached = self._cache.get(digest)
-        if cached and time.monotonic() - cached[0] < self._cache_seconds:
-            return cached[1]
+        if found is not None or (self._unknown is not None and digest in self._unknown):
+            return found
+        pending = self._pending.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch(digest))
+            self._pending[digest] = pending
+            pending.add_done_callback(lambda _: self._pending.pop(digest, None))
+        # Shielded: one caller giving up (a client that went away) must not cancel the others' read.
+        return await asyncio.shield(pending)
+
+    async def _fetch(self, digest: str) -> KeyRecord | None:
         try:
             record = await self._store.get_json(self._object_key(digest))
         except ObjectMissing:
+            if self._unknown is not None:
+                self._unknown[digest] = True
             return None
         found = KeyRecord(record["photographer_id"], record["created_at"], digest)
         self._cache[digest] = (time.monotonic(), found)

@@ -51,13 +51,23 @@ class UploadRecord:
 
 
 class UploadLedger:
-    """Reads and writes upload records and quota markers."""
+    """Reads and writes upload records and quota markers, and hands out quota slots.
+
+    The quota is counted per photographer and UTC day as the markers listed in the bucket
+    (every gateway's accepted uploads, re-listed at most every ``quota_cache_seconds``)
+    together with the ids this process has reserved or saved that day. ``reserve`` checks
+    and takes a slot with no ``await`` in between, so concurrent requests on one gateway
+    never exceed the quota; gateways learn of each other's uploads at the next listing.
+    """
 
     def __init__(self, store: ObjectStore, *, quota_cache_seconds: float = 30.0) -> None:
-        """Use ``store``'s bucket; quota counts are re-read at most every ``quota_cache_seconds``."""
+        """Use ``store``'s bucket; quota markers are re-listed at most every ``quota_cache_seconds``."""
         self._store = store
         self._quota_cache_seconds = quota_cache_seconds
-        self._counts: dict[tuple[str, str], tuple[float, int]] = {}
+        self._listed: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
+        # Upload ids this process reserved (False) or saved (True), per (photographer, day):
+        # a listing may not show them yet.
+        self._local: dict[tuple[str, str], dict[str, bool]] = {}
 
     @staticmethod
     def _record_key(upload_id: str) -> str:
@@ -81,17 +91,53 @@ class UploadLedger:
         await self._store.put(
             f"quota/{day}/{record.photographer_id}/{record.upload_id}", b"", content_type="text/plain"
         )
-        cached = self._counts.get((record.photographer_id, day))
-        if cached:
-            self._counts[(record.photographer_id, day)] = (cached[0], cached[1] + 1)
+        self._local.setdefault((record.photographer_id, day), {})[record.upload_id] = True
         return True
 
-    async def accepted_today(self, photographer_id: str, now: datetime | None = None) -> int:
-        """How many uploads the photographer had accepted today (UTC), across all gateways."""
-        day = f"{(now or datetime.now(UTC)):%Y-%m-%d}"
-        cached = self._counts.get((photographer_id, day))
+    async def _listed_ids(self, photographer_id: str, day: str) -> frozenset[str]:
+        self._forget_other_days(day)
+        cached = self._listed.get((photographer_id, day))
         if cached and time.monotonic() - cached[0] < self._quota_cache_seconds:
             return cached[1]
-        count = await self._store.count(f"quota/{day}/{photographer_id}/")
-        self._counts[(photographer_id, day)] = (time.monotonic(), count)
-        return count
+        prefix = f"quota/{day}/{photographer_id}/"
+        ids = frozenset(key[len(prefix) :] for key in await self._store.list_keys(prefix))
+        self._listed[(photographer_id, day)] = (time.monotonic(), ids)
+        return ids
+
+    def _forget_other_days(self, day: str) -> None:
+        # Counts of past days are never asked again; keep memory to about one day's uploads.
+        for entries in (self._listed, self._local):
+            for stale in [key for key in entries if key[1] < day]:
+                del entries[stale]
+
+    def _used(self, photographer_id: str, day: str, listed: frozenset[str]) -> int:
+        local = self._local.get((photographer_id, day), {})
+        return len(listed) + sum(1 for upload_id in local if upload_id not in listed)
+
+    async def accepted_today(self, photographer_id: str, now: datetime | None = None) -> int:
+        """Uploads the photographer had accepted (or has in flight here) today (UTC), across all gateways."""
+        day = f"{(now or datetime.now(UTC)):%Y-%m-%d}"
+        return self._used(photographer_id, day, await self._listed_ids(photographer_id, day))
+
+    async def reserve(self, photographer_id: str, upload_id: str, received_at: datetime, quota: int) -> bool:
+        """Take one of the day's ``quota`` slots for ``upload_id``; False when none is left.
+
+        Taking the same id twice uses one slot. Give the slot back with ``release`` if the
+        upload is not saved after all.
+        """
+        day = f"{received_at:%Y-%m-%d}"
+        listed = await self._listed_ids(photographer_id, day)
+        # From here on no await: the check and the reservation are one step for the event loop.
+        local = self._local.setdefault((photographer_id, day), {})
+        if upload_id in local or upload_id in listed:
+            return True
+        if self._used(photographer_id, day, listed) >= quota:
+            return False
+        local[upload_id] = False
+        return True
+
+    def release(self, photographer_id: str, upload_id: str, received_at: datetime) -> None:
+        """Give back a slot taken by ``reserve``, unless the upload was saved meanwhile (then it counts)."""
+        local = self._local.get((photographer_id, f"{received_at:%Y-%m-%d}"), {})
+        if local.get(upload_id) is False:
+            del local[upload_id]

@@ -81,6 +81,14 @@ def too_many_requests(detail: str, retry_after: int) -> ProblemError:
     )
 
 
+def too_many_auth_failures(detail: str, retry_after: int) -> ProblemError:
+    """429: this client address sent too many missing or unknown API keys lately."""
+    return ProblemError(
+        Problem("too-many-auth-failures", 429, "Too many failed authentications", detail),
+        {"Retry-After": str(retry_after)},
+    )
+
+
 def unavailable(detail: str, retry_after: int) -> ProblemError:
     """503: a dependency (Kafka, S3) is down; the client should retry later."""
     return ProblemError(
@@ -115,4 +123,14 @@ def too_many_files(limit: int) -> Problem:
         413,
         "Too many files in one request",
         f"at most {limit} files per request; send the rest again",
+    )
+
+
+def over_quota(filename: str, photographer_id: str, quota: int) -> Problem:
+    """429 for one file past the photographer's daily quota (the files before it were accepted)."""
+    return Problem(
+        "quota-exceeded",
+        429,
+        "Daily upload quota exceeded",
+        f"{filename!r} is past {photographer_id}'s daily quota of {quota} uploads",
     )

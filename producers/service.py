@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from photostream.config import (
 from photostream.objectstore import ObjectStore
 from photostream.topics import ensure_topics
 from photostream.warehouse import reader_for
+from producers.accesslog import RedactingAccessLogger
 from producers.dashboard import Dashboard
 from producers.events import KafkaUploadEvents
 from producers.gateway import Services, create_app
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # Bounds on what one client can make the server hold: header lines and fields.
 MAX_HEADER_LINE_BYTES = 8190
+# Why a listening socket cannot be had: taken, not this machine's address, not allowed.
+_BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 
 
 def build_services(
@@ -44,7 +48,7 @@ def build_services(
     token = gateway.dashboard_token
     return Services(
         store=store,
-        keys=S3KeyStore(store),
+        keys=S3KeyStore(store, unknown_cache_seconds=gateway.unknown_key_cache_seconds),
         ledger=UploadLedger(store),
         events=KafkaUploadEvents(
             kafka,
@@ -70,12 +74,26 @@ def run_gateway() -> None:
     if created:
         log.info("created topics %s", ", ".join(created))
     app = create_app(gateway, build_services(gateway, kafka, s3, registry, clickhouse_settings()))
-    print(f"gateway listening on http://{gateway.host}:{gateway.port}", flush=True)
-    web.run_app(
-        app,
-        host=gateway.host,
-        port=gateway.port,
-        print=None,
-        max_line_size=MAX_HEADER_LINE_BYTES,
-        max_field_size=MAX_HEADER_LINE_BYTES,
-    )
+
+    def listening(_: str) -> None:
+        # run_app calls this once every site is started, so the port is bound: callers
+        # (make run, tests, supervisors) may send requests as soon as they read the line.
+        print(f"gateway listening on http://{gateway.host}:{gateway.port}", flush=True)
+
+    try:
+        web.run_app(
+            app,
+            host=gateway.host,
+            port=gateway.port,
+            print=listening,
+            access_log_class=RedactingAccessLogger,
+            max_line_size=MAX_HEADER_LINE_BYTES,
+            max_field_size=MAX_HEADER_LINE_BYTES,
+        )
+    except OSError as exc:
+        if exc.errno not in _BIND_ERRORS:
+            raise
+        raise SystemExit(
+            f"gateway cannot listen on {gateway.host}:{gateway.port}: {exc.strerror or exc} "
+            "(set GATEWAY_HOST / GATEWAY_PORT)"
+        ) from exc

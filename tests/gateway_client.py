@@ -29,7 +29,7 @@ def gateway_services(
     store = ObjectStore(s3)
     return Services(
         store=store,
-        keys=S3KeyStore(store),
+        keys=S3KeyStore(store, unknown_cache_seconds=settings.unknown_key_cache_seconds),
         ledger=UploadLedger(store, quota_cache_seconds=0),
         events=KafkaUploadEvents(
             kafka,
