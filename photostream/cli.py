@@ -11,12 +11,27 @@ from pathlib import Path
 import click
 
 from photostream import __version__
+from photostream.config import StackSettings
 from photostream.stack import Stack, StackError, State, Status
+
+_BROKERS = click.option(
+    "--brokers",
+    type=click.IntRange(1, 9),
+    help="Kafka brokers in the local cluster (default STACK_KAFKA_BROKERS, 1).",
+)
 
 
 def _print_report(report: Iterable[Status]) -> None:
     for line in report:
         click.echo(str(line))
+
+
+def _stack(brokers: int | None) -> Stack:
+    try:
+        settings = StackSettings() if brokers is None else StackSettings(kafka_brokers=brokers)
+    except ValueError as exc:  # pydantic's ValidationError: ports that overlap, say
+        raise click.ClickException(str(exc)) from exc
+    return Stack(settings)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,24 +46,32 @@ def stack() -> None:
 
 
 @stack.command("up")
-def stack_up() -> None:
+@_BROKERS
+def stack_up(brokers: int | None) -> None:
     """Start what is not running and wait until every server answers (idempotent)."""
+    local = _stack(brokers)
     try:
-        _print_report(Stack().up())
+        _print_report(local.up())
     except StackError as exc:
         raise click.ClickException(str(exc)) from exc
+    if local.settings.kafka_brokers > 1:
+        # Clients of a cluster need every broker and 3 replicas per topic: `make run` sets these itself.
+        for name, value in local.settings.kafka_settings().environment().items():
+            click.echo(f"export {name}={value}")
 
 
 @stack.command("down")
-def stack_down() -> None:
-    """Stop the servers this stack started; anything else is left running."""
-    _print_report(Stack().down())
+@_BROKERS
+def stack_down(brokers: int | None) -> None:
+    """Stop the servers this stack started (every Kafka broker it runs); anything else is left running."""
+    _print_report(_stack(brokers).down())
 
 
 @stack.command("status")
-def stack_status() -> None:
+@_BROKERS
+def stack_status(brokers: int | None) -> None:
     """Tell which servers answer, and which of them this stack started."""
-    report = Stack().status()
+    report = _stack(brokers).status()
     _print_report(report)
     if any(item.state is State.DOWN for item in report):
         raise SystemExit(3)

@@ -44,7 +44,31 @@ class KafkaSettings(BaseSettings):
 
     bootstrap_servers: str = "127.0.0.1:9092"
     # Replicas of each topic the project creates: 1 for a single broker, 3 in production.
-    replication_factor: int = 1
+    replication_factor: int = Field(default=1, ge=1)
+    # Replicas that must have an acks=all write before it is acknowledged, set on the topics the
+    # project creates. Unset: one less than the replication factor (2 of 3), at least 1.
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _isr_within_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
+            raise ValueError("KAFKA_MIN_INSYNC_REPLICAS cannot exceed KAFKA_REPLICATION_FACTOR")
+        return self
+
+    @property
+    def min_isr(self) -> int:
+        """The ``min.insync.replicas`` of the topics the project creates."""
+        return self.min_insync_replicas or max(1, self.replication_factor - 1)
+
+    def environment(self) -> dict[str, str]:
+        """The variables that hand these settings to a child process."""
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "KAFKA_REPLICATION_FACTOR": str(self.replication_factor),
+        }
+        if self.min_insync_replicas is not None:
+            env["KAFKA_MIN_INSYNC_REPLICAS"] = str(self.min_insync_replicas)
+        return env
 
 
 class S3Settings(BaseSettings):
@@ -207,6 +231,10 @@ class StackSettings(BaseSettings):
 
     var_dir: Path = Path("var")
     cache_dir: Path = Path(".cache")
+    # Brokers of the local Kafka cluster (each a KRaft broker and controller). Broker n (1..N)
+    # listens on kafka_port + 2(n-1), its controller on kafka_controller_port + 2(n-1):
+    # three brokers on the defaults take 9092/9093, 9094/9095 and 9096/9097.
+    kafka_brokers: int = Field(default=1, ge=1, le=9)
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "1g"
@@ -222,6 +250,32 @@ class StackSettings(BaseSettings):
         object.__setattr__(self, "var_dir", self.var_dir.resolve())
         object.__setattr__(self, "cache_dir", self.cache_dir.resolve())
         return self
+
+    @model_validator(mode="after")
+    def _distinct_kafka_ports(self) -> StackSettings:
+        ports = [port for node in self.kafka_nodes for port in self.kafka_node_ports(node)]
+        if len(set(ports)) < len(ports) or max(ports) > 65535:
+            raise ValueError(
+                f"{self.kafka_brokers} Kafka brokers from STACK_KAFKA_PORT={self.kafka_port} and "
+                f"STACK_KAFKA_CONTROLLER_PORT={self.kafka_controller_port} need ports {sorted(ports)}: "
+                "they overlap or run past 65535"
+            )
+        return self
+
+    @property
+    def kafka_nodes(self) -> range:
+        """The node ids of the local Kafka brokers, 1..N."""
+        return range(1, self.kafka_brokers + 1)
+
+    def kafka_node_ports(self, node: int) -> tuple[int, int]:
+        """Broker ``node``'s client (PLAINTEXT) and controller ports: each base port + 2 (node - 1)."""
+        step = 2 * (node - 1)
+        return self.kafka_port + step, self.kafka_controller_port + step
+
+    def kafka_settings(self) -> KafkaSettings:
+        """Client settings for this stack's brokers: all of them to bootstrap from, up to 3 replicas a topic."""
+        bootstrap = ",".join(f"127.0.0.1:{self.kafka_node_ports(node)[0]}" for node in self.kafka_nodes)
+        return KafkaSettings(bootstrap_servers=bootstrap, replication_factor=min(3, self.kafka_brokers))
 
     def default_clickhouse_dsn(self) -> str:
         """The embedded chDB path used when ``CLICKHOUSE_DSN`` is not set."""

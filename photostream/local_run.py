@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +47,10 @@ def run_local(echo: Callable[[str], None]) -> None:
     started = {item.name for item in report if item.state is State.STARTED}
     for line in report:
         echo(str(line))
+    # The services read their settings from the environment: point them at this stack's brokers
+    # (every one of a cluster, 3 replicas per topic) unless the caller said otherwise.
+    for name, value in stack.settings.kafka_settings().environment().items():
+        os.environ.setdefault(name, value)
     logs = stack.settings.var_dir / "log"
     photostream = [sys.executable, "-m", "photostream"]
     children = Supervisor(

@@ -90,8 +90,11 @@ def ensure_topics(
     """
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
     existing = set(admin.list_topics(timeout=timeout).topics)
+    # With replicas, an acks=all write waits for min.insync.replicas of them: set on each topic, so a
+    # cluster whose brokers default to 1 still loses no acknowledged event when a broker dies.
+    durability = {"min.insync.replicas": str(settings.min_isr)} if settings.replication_factor > 1 else {}
     wanted = [
-        NewTopic(spec.name, spec.partitions, settings.replication_factor, config=spec.config)
+        NewTopic(spec.name, spec.partitions, settings.replication_factor, config={**durability, **spec.config})
         for spec in topics
         if spec.name not in existing
     ]

@@ -42,7 +42,8 @@ def local_stack() -> Iterator[LocalStack]:
     started = {item.name for item in report if item.state is State.STARTED}
     yield LocalStack(
         stack=stack,
-        kafka=KafkaSettings(bootstrap_servers=stack.kafka.endpoint),
+        # Every broker of the stack (STACK_KAFKA_BROKERS), and topics with up to 3 replicas.
+        kafka=stack.settings.kafka_settings(),
         s3=S3Settings(endpoint_url=stack.s3.endpoint),
     )
     if started:

@@ -34,7 +34,7 @@ class Sinks:
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            **self.kafka.environment(),  # the brokers, and the replicas of the topics it creates
             "S3_ENDPOINT_URL": self.s3.endpoint_url,
             "CLICKHOUSE_DSN": f"chdb://{self.directory / 'clickhouse'}",
             **self.reader_env,

@@ -2,7 +2,8 @@
 
 ``Stack.up()`` is idempotent: a server that already answers is left as it is, one
 that is down is started and waited for until it really answers. ``Stack.down()``
-stops only processes this stack started (found by their pidfiles).
+stops only processes this stack started (found by their pidfiles). Kafka is one
+server (``kafka``) or, with ``STACK_KAFKA_BROKERS=N``, N of them (``kafka-1`` ..).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from photostream.clients import clickhouse_client, redact_dsn
 from photostream.config import S3Settings, StackSettings, clickhouse_settings
-from photostream.stack.kafka_broker import KafkaBroker
+from photostream.stack.kafka_broker import KafkaCluster
 from photostream.stack.process import ManagedProcess, StackError, port_bindable
 from photostream.stack.seaweed import SeaweedS3
 
@@ -78,9 +79,9 @@ class Stack:
         """Build the stack's components from settings (the environment by default)."""
         self.settings = settings or StackSettings()
         self.s3_settings = s3 or S3Settings()
-        self.kafka = KafkaBroker(self.settings)
+        self.kafka = KafkaCluster(self.settings)
         self.s3 = SeaweedS3(self.settings, self.s3_settings)
-        self.servers: tuple[Server, ...] = (self.kafka, self.s3)
+        self.servers: tuple[Server, ...] = (*self.kafka.nodes, self.s3)
         self.clickhouse = clickhouse_settings(self.settings)
         self.clickhouse_dsn = self.clickhouse.dsn
 
@@ -106,10 +107,14 @@ class Stack:
         """Stop the processes this stack started; leave anything else running.
 
         Args:
-            only: names of the servers to stop (all of ours when None).
+            only: names of the servers to stop (all of ours when None); ``kafka`` names every node.
 
         """
-        servers = [server for server in self.servers if only is None or server.name in only]
+        servers = [
+            server
+            for server in self._running_layout()
+            if only is None or server.name in only or server.name.rpartition("-")[0] in only
+        ]
         if not servers:
             return []
         with ThreadPoolExecutor(len(servers)) as pool:
@@ -128,10 +133,17 @@ class Stack:
     def status(self) -> list[Status]:
         """Report each component: running (with our pid if we started it) or down."""
         report = []
-        for server in self.servers:
+        for server in self._running_layout():
             state = State.RUNNING if server.answers(timeout=1.0) else State.DOWN
             report.append(Status(server.name, state, server.endpoint, server.process.pid()))
         return [*report, self._clickhouse_status()]
+
+    def _running_layout(self) -> list[Server]:
+        """Our servers, with the Kafka nodes of another broker count in place of ours if those run here."""
+        strays = self.kafka.strays()
+        taken = {port for stray in strays for port in stray.ports}
+        nodes = [node for node in self.kafka.nodes if not taken & set(node.ports)]
+        return [*nodes, *strays, *(server for server in self.servers if server not in self.kafka.nodes)]
 
     def _check_ports_free(self, server: Server) -> None:
         for port in server.ports:

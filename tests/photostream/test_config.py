@@ -73,3 +73,11 @@ def test_clickhouse_embedded_flag():
 def test_redact_dsn_hides_password_only():
     assert redact_dsn("http://user:secret@host:8123/db") == "http://user:***@host:8123/db"
     assert redact_dsn("chdb:///var/ch") == "chdb:///var/ch"
+
+
+def test_min_insync_replicas_follows_the_replication_factor():
+    assert KafkaSettings(replication_factor=1).min_isr == 1
+    assert KafkaSettings(replication_factor=3).min_isr == 2
+    assert KafkaSettings(replication_factor=3, min_insync_replicas=3).min_isr == 3
+    with pytest.raises(ValidationError, match="cannot exceed"):
+        KafkaSettings(replication_factor=1, min_insync_replicas=2)

@@ -97,7 +97,7 @@ class WorkerGroup:
         index = len(self.workers)
         env = {
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            **self.kafka.environment(),  # the brokers, and the replicas of the topics it creates
             "S3_ENDPOINT_URL": self.s3.endpoint_url,
             "WORKER_APP_ID": self.app_id,
             "WORKER_DATA_DIR": str(self.directory / f"worker-{index}"),
