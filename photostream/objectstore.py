@@ -6,6 +6,10 @@ loop. botocore's exceptions are translated here and nowhere else::
     StoreError                 anything the store could not do
      ├── StoreUnavailable      retriable: connection refused, timeouts, 5xx, throttling
      └── ObjectMissing         the key (or bucket) does not exist
+
+The bucket's lifecycle rules (``LIFECYCLE_RULES``) clean up what a crashed or failed
+upload can leave behind: multipart uploads never completed, and staged copies under
+``STAGING_PREFIX`` never moved to their final key.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -28,6 +32,23 @@ T = TypeVar("T")
 
 _MISSING_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchUpload"}
 _PRECONDITION_CODES = {"412", "PreconditionFailed", "ConditionalRequestConflict"}
+
+# Where an upload in progress is staged before its content, and so its final key, is known.
+STAGING_PREFIX = "incoming/"
+LIFECYCLE_RULES: tuple[dict[str, Any], ...] = (
+    {
+        "ID": "photostream-abort-incomplete-multipart-uploads",
+        "Status": "Enabled",
+        "Filter": {"Prefix": ""},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+    },
+    {
+        "ID": "photostream-expire-staged-uploads",
+        "Status": "Enabled",
+        "Filter": {"Prefix": STAGING_PREFIX},
+        "Expiration": {"Days": 1},
+    },
+)
 
 
 class StoreError(Exception):
@@ -65,6 +86,29 @@ def _translate(exc: Exception) -> StoreError:
     if isinstance(exc, ConnectionError | HTTPClientError):
         return StoreUnavailable(f"S3 unreachable: {exc}")
     return StoreUnavailable(f"S3 call failed: {exc}")
+
+
+def ensure_lifecycle_rules(client: Any, bucket: str, rules: Sequence[dict[str, Any]] = LIFECYCLE_RULES) -> bool:
+    """Put ``rules`` into the bucket's lifecycle configuration, keeping rules with other IDs (blocking).
+
+    Idempotent: when every rule is already there as given, nothing is written and the
+    answer is False. Raises StoreError when the server refuses the configuration.
+    """
+    try:
+        try:
+            current = client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                raise
+            current = []
+        if all(rule in current for rule in rules):
+            return False
+        ours = {rule["ID"] for rule in rules}
+        kept = [rule for rule in current if rule.get("ID") not in ours]
+        client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [*kept, *rules]})
+    except (ClientError, BotoCoreError) as exc:
+        raise _translate(exc) from exc
+    return True
 
 
 @dataclass(frozen=True)
@@ -168,6 +212,12 @@ class ObjectStore:
     async def delete(self, key: str) -> None:
         """Delete ``key`` (no error if it is already gone)."""
         await self._call(self._client.delete_object, Bucket=self.bucket, Key=key)
+
+    async def copy(self, source_key: str, key: str) -> None:
+        """Copy ``source_key`` to ``key`` inside the store (content type kept; up to 5 GB)."""
+        await self._call(
+            self._client.copy_object, Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key}
+        )
 
     async def put_json(self, key: str, record: dict[str, Any], *, if_none_match: bool = False) -> None:
         """Store a small JSON record."""

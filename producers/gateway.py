@@ -15,7 +15,6 @@ Kafka. Errors are RFC 9457 problems.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -38,8 +37,9 @@ from producers import problems
 from producers.dashboard import Dashboard
 from producers.ingest import OriginalWriter, RejectedFile, StagedOriginal, stage
 from producers.keys import KeyStore
-from producers.ledger import UploadLedger, UploadRecord, original_key, upload_id_for
+from producers.ledger import UploadLedger, UploadRecord, original_key, staging_key, upload_id_for
 from producers.metrics import GatewayMetrics
+from producers.originals import HeldOriginals
 from producers.status import Progress, StatusSource
 from producers.throttle import FailureLimiter
 
@@ -137,6 +137,8 @@ class Gateway:
         self.settings = settings
         self.services = services
         self.metrics = metrics
+        # Originals stored by requests of this process that have not settled yet.
+        self.originals = HeldOriginals()
         self.auth_failures = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_seconds)
 
     # -- authentication -------------------------------------------------------------
@@ -279,9 +281,9 @@ class Gateway:
     async def _receive_file(self, part: BodyPartReader, batch: _Batch) -> None:
         filename = clean_filename(part.filename)
         received_at = datetime.now(UTC)
-        key = original_key(batch.photographer_id, received_at, uuid.uuid4().hex)
+        staging = staging_key(batch.photographer_id, uuid.uuid4().hex)
         writer = OriginalWriter(
-            self.services.store, key, part_bytes=self.settings.part_bytes, max_bytes=self.settings.max_file_bytes
+            self.services.store, staging, part_bytes=self.settings.part_bytes, max_bytes=self.settings.max_file_bytes
         )
         try:
             staged = await stage(writer, self._chunks(part))
@@ -319,7 +321,7 @@ class Gateway:
             self._reject_over_quota(batch, part.filename)
             return
         try:
-            await writer.commit()
+            await self._store_original(writer, batch.photographer_id, upload_id)
         except BaseException:
             self.services.ledger.release(batch.photographer_id, upload_id, received_at)
             raise
@@ -339,8 +341,34 @@ class Gateway:
         """The request failed midway: delete originals that no event will ever refer to."""
         self._release(batch)
         for item in batch.accepted:
-            with contextlib.suppress(StoreError):
-                await self.services.store.delete(item.staged.key)
+            await self._discard(batch.photographer_id, item.upload_id)
+
+    async def _store_original(self, writer: OriginalWriter, photographer_id: str, upload_id: str) -> None:
+        """Commit the original at its key (the same for every attempt at this photo); on failure, discard it."""
+        key = original_key(photographer_id, upload_id)
+        try:
+            await self.originals.store(upload_id, lambda: writer.commit(key))
+        except BaseException:
+            await self._discard(photographer_id, upload_id)
+            raise
+
+    async def _discard(self, photographer_id: str, upload_id: str) -> None:
+        """Delete an original whose event was not acknowledged, unless it is someone else's too.
+
+        It stays when another request of this process holds it, and when the upload was
+        acknowledged before (a record exists): an acknowledged original is never deleted.
+        """
+        key = original_key(photographer_id, upload_id)
+
+        async def delete_unless_acknowledged() -> None:
+            if await self.services.ledger.find(upload_id) is None:
+                await self.services.store.delete(key)
+
+        try:
+            await self.originals.discard(upload_id, delete_unless_acknowledged)
+        except StoreError as exc:
+            # A retry of the same photo writes the same key, so this is not stored twice.
+            log.warning("could not delete original %s of an unpublished upload: %s", key, exc)
 
     async def _publish(self, batch: _Batch) -> None:
         records = [
@@ -351,7 +379,7 @@ class Gateway:
                 content_type=item.staged.content_type,
                 bytes=item.staged.size,
                 sha256=item.staged.sha256,
-                original_key=item.staged.key,
+                original_key=original_key(batch.photographer_id, item.upload_id),
                 received_at=item.received_at.isoformat(),
                 title=batch.title,
                 tags=batch.tags,
@@ -359,12 +387,28 @@ class Gateway:
             for item in batch.accepted
         ]
         stored = [item.stored_at for item in batch.accepted]
-        # Event first, then the record: a record always means an acknowledged event, so a
-        # retry after a failed publish publishes again instead of trusting a lost event.
-        await asyncio.gather(
-            *(self.services.events.publish(rec, stored_at=at) for rec, at in zip(records, stored, strict=True))
-        )
-        await asyncio.gather(*(self.services.ledger.save(record) for record in records))
+        try:
+            outcomes = await asyncio.gather(
+                *(self.services.events.publish(rec, stored_at=at) for rec, at in zip(records, stored, strict=True)),
+                return_exceptions=True,
+            )
+        except BaseException:  # cancelled: no event is known to be acknowledged
+            await self._abandon(batch)
+            raise
+        published = [record for record, outcome in zip(records, outcomes, strict=True) if outcome is None]
+        try:
+            # Event first, then the record: a record always means an acknowledged event, so a
+            # retry after a failed publish publishes again instead of trusting a lost event.
+            await asyncio.gather(*(self.services.ledger.save(record) for record in published))
+        finally:
+            for record in published:
+                self.originals.release(record.upload_id)
+            for record, outcome in zip(records, outcomes, strict=True):
+                if outcome is not None:
+                    await self._discard(batch.photographer_id, record.upload_id)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     def _batch_response(self, batch: _Batch) -> web.Response:
         body: dict[str, Any] = {"uploads": batch.results}

@@ -3,11 +3,13 @@
 Memory stays bounded by the part size: bytes are buffered only until a part is
 full, then sent as one part of an S3 multipart upload. A file that ends before
 the first part is full is stored with one PUT. Nothing about the file's name is
-used: the S3 key is built from ids by the caller.
+used: the S3 keys are built from ids by the caller.
 
-The object only becomes visible when ``commit`` completes the upload, after the
-caller has seen the content hash (and, say, found it to be a duplicate and called
-``abort`` instead).
+The object only becomes visible when ``commit`` stores it, at a key the caller
+chooses once it has seen the content hash (or the caller finds it a duplicate and
+calls ``abort`` instead). A multipart upload has to name its key before the first
+part, so it is staged under a key of its own, then completed, copied inside the
+store to the final key and the staged copy deleted.
 """
 
 from __future__ import annotations
@@ -33,21 +35,20 @@ class RejectedFile(Exception):
 
 @dataclass(frozen=True)
 class StagedOriginal:
-    """A fully received file, stored but not yet committed."""
+    """A fully received file, staged but not yet committed."""
 
-    key: str
     content_type: str
     size: int
     sha256: str
 
 
 class OriginalWriter:
-    """Receives one file's chunks and stages them in S3 under ``key``."""
+    """Receives one file's chunks and stages them in S3 under ``staging_key``."""
 
-    def __init__(self, store: ObjectStore, key: str, *, part_bytes: int, max_bytes: int) -> None:
-        """Write to ``key``; parts of ``part_bytes``; refuse files over ``max_bytes``."""
+    def __init__(self, store: ObjectStore, staging_key: str, *, part_bytes: int, max_bytes: int) -> None:
+        """Stage multipart uploads at ``staging_key``; parts of ``part_bytes``; refuse files over ``max_bytes``."""
         self._store = store
-        self._key = key
+        self._key = staging_key
         self._part_bytes = part_bytes
         self._max_bytes = max_bytes
         self._buffer = bytearray()
@@ -94,15 +95,30 @@ class OriginalWriter:
             await self._flush_part()
         elif self._multipart is None:
             await self._hash_off_loop(self._buffer)  # a one-PUT file: kept for commit()
-        return StagedOriginal(self._key, self._content_type, self._size, self._hash.hexdigest())
+        return StagedOriginal(self._content_type, self._size, self._hash.hexdigest())
 
-    async def commit(self) -> None:
-        """Make the object durable and visible at its key."""
+    async def commit(self, key: str) -> None:
+        """Make the object durable and visible at ``key`` (a one-PUT file goes straight there).
+
+        A staged copy that cannot be deleted is left to the bucket's lifecycle rule
+        (``photostream.objectstore.LIFECYCLE_RULES``).
+        """
         if self._multipart is None:
             body, self._buffer = self._buffer, bytearray()
-            await self._store.put(self._key, body, content_type=self._content_type)
-        else:
-            await self._store.complete_multipart(self._multipart)
+            await self._store.put(key, body, content_type=self._content_type)
+            return
+        upload, self._multipart = self._multipart, None
+        try:
+            await self._store.complete_multipart(upload)
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                await self._store.abort_multipart(upload)
+            raise
+        try:
+            await self._store.copy(upload.key, key)
+        finally:
+            with contextlib.suppress(StoreError):
+                await self._store.delete(upload.key)
 
     async def abort(self) -> None:
         """Drop whatever was staged (best effort: an abandoned upload must not fail the request)."""

@@ -2,13 +2,16 @@
 
 Layout in the bucket (all names built from ids, never from filenames)::
 
-    originals/<photographer>/<yyyy>/<mm>/<dd>/<ingest id>   the bytes as received
-    uploads/<upload id>.json                                what was accepted, and when
-    quota/<yyyy-mm-dd>/<photographer>/<upload id>           one empty marker per accepted upload
+    originals/<photographer>/<upload id>            the bytes as received
+    incoming/<photographer>/<ingest id>             a multipart upload while it arrives (staging)
+    uploads/<upload id>.json                        what was accepted, and when
+    quota/<yyyy-mm-dd>/<photographer>/<upload id>   one empty marker per accepted upload
 
 An image's ``upload_id`` is derived from the photographer and the content's SHA-256,
 so the same photo sent again by the same photographer maps to the same id: client
-retries find the existing record and create no second image.
+retries find the existing record and create no second image. The original's key is
+built from that id too, so an attempt whose event was never published (and whose
+original could not be deleted) is overwritten by the retry, not stored beside it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from photostream.objectstore import AlreadyExists, ObjectMissing, ObjectStore
+from photostream.objectstore import STAGING_PREFIX, AlreadyExists, ObjectMissing, ObjectStore
 
 # Fixed namespace for deterministic upload ids (uuid5 of photographer and content hash).
 UPLOAD_NAMESPACE = uuid.UUID("5b0f3c1e-7d2a-5f43-9a64-1c8e2f7b9d10")
@@ -29,9 +32,14 @@ def upload_id_for(photographer_id: str, sha256: str) -> str:
     return str(uuid.uuid5(UPLOAD_NAMESPACE, f"{photographer_id}\n{sha256}"))
 
 
-def original_key(photographer_id: str, received_at: datetime, ingest_id: str) -> str:
-    """Where an original's bytes go; ``ingest_id`` is a fresh random id per attempt."""
-    return f"originals/{photographer_id}/{received_at:%Y/%m/%d}/{ingest_id}"
+def original_key(photographer_id: str, upload_id: str) -> str:
+    """Where an original's bytes go: the same key for every attempt at the same photo."""
+    return f"originals/{photographer_id}/{upload_id}"
+
+
+def staging_key(photographer_id: str, ingest_id: str) -> str:
+    """Where a multipart upload is staged before its content is known; ``ingest_id`` is fresh per attempt."""
+    return f"{STAGING_PREFIX}{photographer_id}/{ingest_id}"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 
 from photostream.cli import main
 from photostream.config import environment_variables
+from photostream.objectstore import LIFECYCLE_RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRASTRUCTURE = {"kafka", "schema-registry", "clickhouse", "minio"}
@@ -65,3 +67,12 @@ def test_secrets_come_from_the_environment(compose):
         for line in text.splitlines():
             if re.match(rf"\s*{key}:", line):
                 assert "${" in line, f"{key} must be substituted, not written: {line.strip()}"
+
+
+def test_minio_cleans_up_what_failed_uploads_leave(compose):
+    # MinIO has no AbortIncompleteMultipartUpload rule: its own sweep does that job (at most a day).
+    assert compose["services"]["minio"]["environment"]["MINIO_API_STALE_UPLOADS_EXPIRY"] == "24h"
+    init = compose["services"]["minio-init"]["command"][0]
+    imported = json.loads(re.search(r"echo '(\{.*\})' \| mc ilm rule import local/photostream", init).group(1))
+    staged = next(rule for rule in LIFECYCLE_RULES if "Expiration" in rule)
+    assert imported == {"Rules": [staged]}, "compose and the local stack expire the same staged uploads"

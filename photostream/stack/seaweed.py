@@ -2,11 +2,17 @@
 
 Master, volume server, filer and S3 gateway in one process, all bound to
 127.0.0.1, with one identity (access key and secret from the S3 settings).
+
+SeaweedFS stores and reports the bucket's lifecycle rules (abort multipart uploads
+left open, expire staged uploads), but enforces them only where its lifecycle
+worker runs (`weed admin` with `weed worker`, or `weed shell`'s
+`s3.lifecycle.run-shard`), which this single `weed server` does not start.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +21,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from photostream.clients import s3_client
 from photostream.config import S3Settings, StackSettings
+from photostream.objectstore import StoreError, ensure_lifecycle_rules
 from photostream.stack.process import ManagedProcess, StackError, port_open
+
+log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 
@@ -73,12 +82,17 @@ class SeaweedS3:
         return True
 
     def ensure_bucket(self) -> None:
-        """Create the configured bucket unless it exists."""
+        """Create the configured bucket unless it exists, and give it the lifecycle rules."""
         client = s3_client(self.s3, endpoint_url=self.endpoint)
         try:
             client.head_bucket(Bucket=self.s3.bucket)
         except ClientError:
             client.create_bucket(Bucket=self.s3.bucket)
+        try:
+            ensure_lifecycle_rules(client, self.s3.bucket)
+        except StoreError as exc:
+            # Not fatal: uploads work without it; what a crash leaves behind just stays.
+            log.warning("the S3 server refused the bucket's lifecycle rules: %s", exc)
 
     def _identities(self) -> str:
         return json.dumps(

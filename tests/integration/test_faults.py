@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from photostream.objectstore import ObjectStore
+from photostream.objectstore import STAGING_PREFIX, ObjectStore
 from photostream.samples import sample_photo
+from producers.ledger import original_key
 from producers.upload import Uploader
 from schemas.events import ImageReady
 from schemas.topics import PHOTO_READY
@@ -77,6 +78,20 @@ async def check_invariant(
         "missing variants": len(missing),
     }
     return counts
+
+
+async def assert_one_original_per_upload(local_stack, photographer: str, accepted: list[str]) -> None:
+    """The bucket holds one original per acknowledged upload, at its key, and nothing else of the photographer's:
+    no original of an upload that failed, no second copy from a retry, no staged upload left behind."""
+    store = ObjectStore(local_stack.s3)
+    try:
+        originals = await store.list_keys(f"originals/{photographer}/")
+        staged = await store.list_keys(f"{STAGING_PREFIX}{photographer}/")
+    finally:
+        store.close()
+    print(f"originals: {len(originals)} for {len(set(accepted))} acknowledged uploads, staged: {len(staged)}")
+    assert originals == sorted(original_key(photographer, upload_id) for upload_id in set(accepted))
+    assert staged == []
 
 
 def make_photos(tmp_path, seed: int) -> list:
@@ -147,6 +162,7 @@ async def test_s3_restarted_mid_stream(make_gateway, workers, sinks, local_stack
         local_stack.stack.up()
     print(f"\nS3 restart: {counts}")
     assert_nothing_lost(counts)
+    await assert_one_original_per_upload(local_stack, photographer, uploads)
 
 
 @pytest.mark.timeout(600)
@@ -183,6 +199,7 @@ async def test_kafka_restarted_mid_stream(make_gateway, workers, sinks, local_st
         local_stack.stack.up()
     print(f"\nKafka restart: {counts} worker restarts={restarts}")
     assert_nothing_lost(counts)
+    await assert_one_original_per_upload(local_stack, photographer, uploads)
 
 
 @pytest.mark.timeout(600)
@@ -240,3 +257,4 @@ async def test_gateway_killed_mid_stream(make_gateway, workers, sinks, local_sta
     assert key not in logs
     assert local_stack.s3.secret_access_key.get_secret_value() not in logs
     assert_nothing_lost(counts)  # every file got its 202 in the end, from one instance or the other
+    await assert_one_original_per_upload(local_stack, photographer, uploads)

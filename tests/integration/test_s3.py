@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from photostream.clients import s3_client
 from photostream.config import S3Settings
+from photostream.objectstore import LIFECYCLE_RULES, ensure_lifecycle_rules
 
 pytestmark = pytest.mark.integration
 
@@ -41,3 +42,28 @@ def test_unknown_credentials_are_refused(local_stack):
     with pytest.raises(ClientError) as refused:
         stranger.list_objects_v2(Bucket=local_stack.s3.bucket)
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_the_bucket_has_the_lifecycle_rules(local_stack):
+    # `stack up` (the session fixture) set them; SeaweedFS stores and reports them.
+    client = s3_client(local_stack.s3)
+    rules = client.get_bucket_lifecycle_configuration(Bucket=local_stack.s3.bucket)["Rules"]
+    for rule in LIFECYCLE_RULES:
+        assert rule in rules
+    abort = next(rule for rule in rules if "AbortIncompleteMultipartUpload" in rule)
+    assert abort["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+
+
+def test_lifecycle_rules_are_set_once_beside_other_rules(local_stack, unique_name):
+    client = s3_client(local_stack.s3)
+    bucket = unique_name("lifecycle")
+    client.create_bucket(Bucket=bucket)
+    try:
+        other = {"ID": "keep-logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "Expiration": {"Days": 365}}
+        client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [other]})
+        assert ensure_lifecycle_rules(client, bucket) is True
+        assert ensure_lifecycle_rules(client, bucket) is False, "a second run changes nothing"
+        rules = client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+        assert sorted(rule["ID"] for rule in rules) == sorted(["keep-logs", *(r["ID"] for r in LIFECYCLE_RULES)])
+    finally:
+        client.delete_bucket(Bucket=bucket)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 import uuid
@@ -12,10 +13,14 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from PIL import Image
 
+from photostream.clients import s3_client
 from photostream.config import GatewaySettings, KafkaSettings, S3Settings
+from photostream.objectstore import STAGING_PREFIX, ObjectStore, StoreUnavailable
+from photostream.producer import PublishError
 from photostream.topics import ensure_topics
 from photostream.warehouse import QueryUnavailable
 from producers.gateway import create_app
+from producers.ledger import original_key, upload_id_for
 from producers.status import Progress
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_UPLOADS as UPLOADS
@@ -425,3 +430,143 @@ async def test_health_ready_and_metrics(client, api_key):
     assert 'photostream_gateway_rejections_total{reason="unsupported-media-type"}' in text
     assert "photostream_gateway_upload_bytes_total" in text
     assert 'photostream_gateway_request_seconds_count{route="/v1/uploads"} 2.0' in text
+
+
+# -- no original left behind, none stored twice ------------------------------------------
+
+
+async def originals_of(store, photographer: str) -> tuple[list[str], list[str], list[str]]:
+    """The photographer's objects under originals/ and incoming/, and multipart uploads still open there."""
+    staging = f"{STAGING_PREFIX}{photographer}/"
+    uploads = s3_client(store.settings).list_multipart_uploads(Bucket=store.bucket, Prefix=staging)
+    open_uploads = [upload["Key"] for upload in uploads.get("Uploads", [])]
+    return await store.list_keys(f"originals/{photographer}/"), await store.list_keys(staging), open_uploads
+
+
+@pytest.fixture
+async def dead_kafka_client(make_client, settings):
+    """A gateway whose Kafka never answers: every publish fails after 2 s."""
+    dead = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+    return await make_client(replace(settings, kafka_delivery_timeout=2), kafka=dead)
+
+
+@pytest.mark.parametrize("megabytes", [0, 6], ids=["one-put", "multipart"])
+async def test_a_failed_publish_deletes_the_original_and_the_retry_stores_one(
+    make_client, settings, dead_kafka_client, unique_name, megabytes
+):
+    client = await make_client(replace(settings, max_file_bytes=30 * 1024 * 1024))
+    photographer = unique_name("ph")
+    key = await client.services.keys.create(photographer)
+    photo = noisy_jpeg(megabytes) if megabytes else jpeg(color=(7, 1, 9))
+    upload_id = upload_id_for(photographer, hashlib.sha256(photo).hexdigest())
+    store = client.services.store
+
+    failed = await dead_kafka_client.post("/v1/uploads", data=form(("p.jpg", photo)), headers=auth(key))
+    await problem(failed, 503)
+    assert await originals_of(store, photographer) == ([], [], []), "nothing of the failed upload stays"
+
+    retried = await client.post("/v1/uploads", data=form(("p.jpg", photo)), headers=auth(key))
+    assert retried.status == 202, await retried.text()
+    assert (await retried.json())["uploads"][0]["upload_id"] == upload_id
+    assert await originals_of(store, photographer) == ([original_key(photographer, upload_id)], [], [])
+    assert await store.get(original_key(photographer, upload_id)) == photo
+
+
+async def test_an_acknowledged_upload_sent_again_while_kafka_fails_keeps_its_original(
+    client, dead_kafka_client, unique_name
+):
+    photographer = unique_name("ph")
+    key = await client.services.keys.create(photographer)
+    acknowledged, new = jpeg(color=(2, 7, 1)), jpeg(color=(200, 70, 10))
+    first = await client.post("/v1/uploads", data=form(("a.jpg", acknowledged)), headers=auth(key))
+    assert first.status == 202, await first.text()
+    upload_id = (await first.json())["uploads"][0]["upload_id"]
+    kept = original_key(photographer, upload_id)
+
+    # Alone, it is answered from the record: nothing to publish, so Kafka's failure does not matter.
+    again = await dead_kafka_client.post("/v1/uploads", data=form(("a.jpg", acknowledged)), headers=auth(key))
+    assert again.status == 202, await again.text()
+    assert (await again.json())["uploads"][0]["existing"] is True
+    # Beside a new photo whose publish fails: the request fails, the new original goes, the old one stays.
+    both = await dead_kafka_client.post(
+        "/v1/uploads", data=form(("a.jpg", acknowledged), ("b.jpg", new)), headers=auth(key)
+    )
+    await problem(both, 503)
+    store = client.services.store
+    assert await originals_of(store, photographer) == ([kept], [], [])
+    assert await store.get(kept) == acknowledged
+
+
+class UndeletableStore(ObjectStore):
+    """S3 that stores and reads but fails every delete, as when it goes away right after the upload."""
+
+    async def delete(self, key: str) -> None:
+        raise StoreUnavailable("S3 unreachable (test)")
+
+
+async def test_an_original_that_could_not_be_deleted_is_reused_by_the_retry(
+    aiohttp_client, make_client, settings, local_stack, unique_name
+):
+    client = await make_client(settings)
+    photographer = unique_name("ph")
+    key = await client.services.keys.create(photographer)
+    dead_kafka = replace(settings, kafka_delivery_timeout=2)
+    real = gateway_services(KafkaSettings(bootstrap_servers="127.0.0.1:1"), local_stack.s3, dead_kafka)
+    broken = await aiohttp_client(
+        create_app(dead_kafka, dataclasses.replace(real, store=UndeletableStore(local_stack.s3)))
+    )
+    photo = jpeg(color=(4, 9, 4))
+    upload_id = upload_id_for(photographer, hashlib.sha256(photo).hexdigest())
+    try:
+        await problem(await broken.post("/v1/uploads", data=form(("p.jpg", photo)), headers=auth(key)), 503)
+    finally:
+        real.store.close()
+    store = client.services.store
+    left = original_key(photographer, upload_id)
+    assert await originals_of(store, photographer) == ([left], [], []), "the delete failed: it stays, at its key"
+
+    retried = await client.post("/v1/uploads", data=form(("p.jpg", photo)), headers=auth(key))
+    assert retried.status == 202, await retried.text()
+    assert await originals_of(store, photographer) == ([left], [], []), "the retry wrote the same key"
+
+
+class GatedEvents:
+    """The real publisher, except that ``fail.jpg`` is never acknowledged and ``ok.jpg`` waits at a gate."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.waiting, self.gate = inner, asyncio.Event(), asyncio.Event()
+
+    async def publish(self, record, *, stored_at) -> None:
+        if record.filename == "fail.jpg":
+            raise PublishError("photo-uploads: not acknowledged (test)")
+        if record.filename == "ok.jpg":
+            self.waiting.set()
+            await self.gate.wait()
+        await self.inner.publish(record, stored_at=stored_at)
+
+    def reachable(self, timeout: float = 3.0) -> bool:
+        return self.inner.reachable(timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def test_a_failed_request_never_deletes_the_original_a_concurrent_one_publishes(
+    aiohttp_client, settings, local_stack, topics, unique_name
+):
+    real = gateway_services(local_stack.kafka, local_stack.s3, settings)
+    events = GatedEvents(real.events)
+    client = await aiohttp_client(create_app(settings, dataclasses.replace(real, events=events)))
+    photographer = unique_name("ph")
+    key = await real.keys.create(photographer)
+    photo = jpeg(color=(6, 6, 1))  # the same bytes under two names: one upload id, one key
+    kept = original_key(photographer, upload_id_for(photographer, hashlib.sha256(photo).hexdigest()))
+
+    first = asyncio.create_task(client.post("/v1/uploads", data=form(("ok.jpg", photo)), headers=auth(key)))
+    await asyncio.wait_for(events.waiting.wait(), 30)  # stored, its event on the way
+    await problem(await client.post("/v1/uploads", data=form(("fail.jpg", photo)), headers=auth(key)), 503)
+    assert await real.store.exists(kept), "the failed request left the original the other one holds"
+    events.gate.set()
+    assert (await first).status == 202
+    assert await originals_of(real.store, photographer) == ([kept], [], [])
+    assert await real.store.get(kept) == photo

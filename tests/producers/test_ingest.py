@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from photostream.objectstore import MultipartUpload
+from photostream.objectstore import MultipartUpload, StoreUnavailable
 from producers.ingest import OriginalWriter, RejectedFile, stage
 
 JPEG_HEAD = b"\xff\xd8\xff\xe0" + b"\0" * 28
@@ -39,6 +39,12 @@ class MemoryStore:
     async def abort_multipart(self, upload):
         self.open_uploads.pop(upload.key, None)
 
+    async def copy(self, source_key, key):
+        self.objects[key] = self.objects[source_key]
+
+    async def delete(self, key):
+        self.objects.pop(key, None)
+
 
 async def chunks_of(data: bytes, size: int):
     for start in range(0, len(data), size):
@@ -46,7 +52,7 @@ async def chunks_of(data: bytes, size: int):
 
 
 def writer(store, *, part_bytes=1000, max_bytes=10_000):
-    return OriginalWriter(store, "originals/k", part_bytes=part_bytes, max_bytes=max_bytes)
+    return OriginalWriter(store, "incoming/k", part_bytes=part_bytes, max_bytes=max_bytes)
 
 
 async def test_small_file_is_one_put_after_commit():
@@ -58,8 +64,8 @@ async def test_small_file_is_one_put_after_commit():
     assert staged.sha256 == hashlib.sha256(data).hexdigest()
     assert staged.content_type == "image/jpeg"
     assert store.objects == {}, "nothing is visible before commit"
-    await w.commit()
-    assert store.objects["originals/k"] == data
+    await w.commit("originals/k")
+    assert store.objects == {"originals/k": data}, "a one-PUT file goes straight to its key"
 
 
 async def test_large_file_streams_in_bounded_parts():
@@ -68,10 +74,27 @@ async def test_large_file_streams_in_bounded_parts():
     w = writer(store)
     staged = await stage(w, chunks_of(data, 333))
     assert store.largest_part < 1000 + 333, "a part never holds much more than part_bytes"
-    assert "originals/k" not in store.objects
-    await w.commit()
-    assert store.objects["originals/k"] == data
+    assert store.objects == {}
+    assert list(store.open_uploads) == ["incoming/k"], "parts are staged before the final key is known"
+    await w.commit("originals/k")
+    assert store.objects == {"originals/k": data}, "completed, copied to its key, the staged copy deleted"
+    assert store.open_uploads == {}
     assert staged.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_failed_copy_still_deletes_the_staged_object():
+    store = MemoryStore()
+
+    async def refuse(source_key, key):
+        raise StoreUnavailable("S3 down")
+
+    store.copy = refuse
+    w = writer(store)
+    await stage(w, chunks_of(JPEG_HEAD + os.urandom(3_000), 500))
+    with pytest.raises(StoreUnavailable):
+        await w.commit("originals/k")
+    assert store.objects == {}
+    assert store.open_uploads == {}
 
 
 async def test_too_large_is_rejected_and_parts_dropped():

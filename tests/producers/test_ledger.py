@@ -1,7 +1,5 @@
-from datetime import UTC, datetime
-
 from producers.gateway import clean_filename
-from producers.ledger import original_key, upload_id_for
+from producers.ledger import original_key, staging_key, upload_id_for
 
 
 def test_upload_id_is_deterministic_per_photographer_and_content():
@@ -11,9 +9,10 @@ def test_upload_id_is_deterministic_per_photographer_and_content():
     assert a != upload_id_for("alice", "cd" * 32)
 
 
-def test_original_key_is_built_from_ids_and_date():
-    key = original_key("alice", datetime(2026, 3, 4, 5, 6, tzinfo=UTC), "f00d")
-    assert key == "originals/alice/2026/03/04/f00d"
+def test_original_key_is_built_from_ids_alone():
+    upload_id = upload_id_for("alice", "ab" * 32)
+    assert original_key("alice", upload_id) == f"originals/alice/{upload_id}"
+    assert staging_key("alice", "f00d") == "incoming/alice/f00d"
 
 
 def test_filenames_are_data_not_paths():
