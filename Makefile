@@ -8,8 +8,10 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/photostream
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
+FAULT_TESTS := tests/integration/test_faults.py tests/integration/test_gateway_killed_mid_request.py \
+	tests/streams/test_worker_failover.py tests/sinks/test_sinks_crash.py
 
-.PHONY: help install jars run test test-unit test-integration bench stack-up stack-down stack-status lint typecheck clean
+.PHONY: help install jars run test test-unit test-integration test-faults bench bench-analytics stack-up stack-down stack-status lint typecheck clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -40,10 +42,16 @@ test-unit: $(INSTALLED) ## Run the tests that need no servers
 test-integration: jars ## Run only the tests against the real local stack
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
-bench: jars ## Benchmarks side by side (image library, Pillow, sharp, pipeline, gateway vs S3); needs Node.js
+test-faults: jars ## The fault tests, with the worker failover at five kill moments; prints their counts and a table
+	PHOTOSTREAM_FAILOVER_RUNS=5 $(PY) -m pytest -s -p no:cacheprovider $(FAULT_TESTS) $(PYTEST_ARGS)
+
+bench: jars ## Benchmarks side by side (image library, Pillow, sharp, pipeline, gateway vs S3, analytics); needs Node.js
 	cd bench/sharp && npm ci --no-audit --no-fund --silent
 	$(VENV)/bin/photostream stack up
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+bench-analytics: $(INSTALLED) ## The analysts' questions, dashboard and status on 30 days of history made in chDB (no stack)
+	$(PY) bench/analytics.py $(BENCH_ARGS)
 
 stack-up: jars ## Start Kafka, S3 (SeaweedFS) and prepare chDB; idempotent
 	$(CLI) stack up

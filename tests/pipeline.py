@@ -45,6 +45,11 @@ class Sinks:
         }
 
     @property
+    def s3_group(self) -> str:
+        """The S3 sink's consumer group."""
+        return f"test-s3-sink-{self.suffix}"
+
+    @property
     def reader_env(self) -> dict[str, str]:
         """What another process needs to read through these sinks."""
         return {"CLICKHOUSE_QUERY_URL": self.query_url, "CLICKHOUSE_QUERY_TOKEN": self.query_token}

@@ -10,18 +10,20 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from photostream.objectstore import STAGING_PREFIX, ObjectStore
 from photostream.samples import sample_photo
+from photostream.stack import State
 from producers.ledger import original_key
 from producers.upload import Uploader
 from schemas.events import ImageReady
-from schemas.topics import PHOTO_READY
+from schemas.topics import PHOTO_READY, PHOTO_VARIANTS
 from tests.gateway_client import auth
 from tests.processes import free_port, start_service
-from tests.streams.workers import OutputReader
+from tests.streams.workers import OutputReader, uncommitted
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +54,14 @@ async def check_invariant(
                 f"SELECT count() FROM {DB}.images FINAL WHERE photographer_id = {{photographer:String}}", who
             )
         ).rows[0][0]
+        # Before deduplication: how often each image's row was written, and whether its copies agree.
+        raw_rows, distinct_rows = (
+            await reader.query(
+                f"SELECT count(), uniqExact(tuple(upload_id, sha256, phash, duplicate_of, width, height)) "
+                f"FROM {DB}.images WHERE photographer_id = {{photographer:String}}",
+                who,
+            )
+        ).rows[0]
         keys = (
             await reader.query(
                 f"SELECT key FROM {DB}.variants FINAL WHERE photographer_id = {{photographer:String}}", who
@@ -74,7 +84,12 @@ async def check_invariant(
         "completed": len(completed),
         "failed": sum(1 for s in finals.values() if s == "failed"),
         "lost": len(accepted) - len(finals) + len(set(completed) - ready_ids),
-        "doubled": max(0, images - len(completed)) + max(0, len({e.event_id for e in ready}) - len(ready_ids)),
+        # A second image of one upload: rows or events that differ for the same upload, or more images than uploads.
+        "doubled": max(0, images - len(completed))
+        + max(0, distinct_rows - images)
+        + max(0, len({e.event_id for e in ready}) - len(ready_ids)),
+        # The same image written again (at least once delivery), harmless by design.
+        "replayed": (raw_rows - distinct_rows) + (len(ready) - len({e.event_id for e in ready})),
         "missing variants": len(missing),
     }
     return counts
@@ -105,10 +120,15 @@ def make_photos(tmp_path, seed: int) -> list:
     return paths
 
 
-async def steady_uploads(gateway, key: str, paths: list, *, every: float = 1.0, url: str | None = None) -> list[str]:
-    """Upload a few photos at a time, one batch a second, as a shoot trickles in; clients retry 429/503."""
+async def steady_uploads(
+    gateway, key: str, paths: list, *, every: float = 1.0, url: str | None = None, accepted: list[str] | None = None
+) -> list[str]:
+    """Upload a few photos at a time, one batch a second, as a shoot trickles in; clients retry 429/503.
+
+    ``accepted`` (if given) fills as uploads are acknowledged, for a fault to see what is in flight.
+    """
     uploader = Uploader(url or str(gateway.make_url("/")), key, parallel=2, attempts=40)
-    accepted: list[str] = []
+    accepted = [] if accepted is None else accepted
     for start in range(0, len(paths), 3):
         outcomes = await uploader.upload(paths[start : start + 3])
         accepted += [o.upload_id for o in outcomes if o.upload_id]
@@ -117,27 +137,84 @@ async def steady_uploads(gateway, key: str, paths: list, *, every: float = 1.0, 
 
 
 def assert_nothing_lost(counts: dict) -> None:
-    """The invariant every fault test ends on."""
+    """The invariant every fault test ends on: the outages are shorter than every retry window, so a failed
+    upload is a loss to the photographer as much as a lost one; and the fault hit work in flight."""
     assert counts["acknowledged"] == PHOTOS
     assert counts["lost"] == 0
+    assert counts["failed"] == 0
     assert counts["doubled"] == 0
     assert counts["missing variants"] == 0
-    assert counts["completed"] + counts["failed"] == counts["acknowledged"]
+    assert counts["completed"] == counts["acknowledged"]
+    assert counts["in flight at the fault"] > 0, "nothing was accepted and not yet ready at the fault"
+    assert counts["uncommitted at the fault"] > 0, "no offset was left to commit at the fault"
 
 
-async def restart_after(local_stack, server: str, *, delay: float = 2, down_for: float) -> float:
-    """Stop one server of the stack a moment into the stream, start it again; returns when it went down."""
+class InFlight:
+    """What was accepted and not yet done when a fault struck: proof that the fault hit work in flight.
+
+    ``strike`` waits (a few seconds at most) for a moment when uploads are acknowledged and not yet
+    ready and offsets are uncommitted, and notes it; ``counts`` later tells, from every ``ImageReady``
+    seen by then, how many of the uploads acknowledged at that moment were ready only after it.
+    """
+
+    def __init__(self, local_stack, workers, sinks, ready_reader, photographer: str) -> None:
+        self.accepted: list[str] = []
+        self._local_stack, self._workers, self._sinks = local_stack, workers, sinks
+        self._ready_reader, self._photographer = ready_reader, photographer
+        self._moment: datetime | None = None
+        self._accepted_then: set[str] = set()
+        self._uncommitted_then = 0
+
+    def _ready(self) -> dict[str, datetime]:
+        events = self._ready_reader.of(PHOTO_READY, {self._photographer})
+        return {str(e.upload_id): e.ready_at for e in events if isinstance(e, ImageReady)}
+
+    async def strike(self, timeout: float = 10) -> None:
+        """Return at a moment with work in flight (or after ``timeout``: then ``counts`` says nothing was)."""
+        kafka = self._local_stack.kafka
+        deadline = time.monotonic() + timeout
+        while True:
+            self._ready_reader.poll_until(lambda r: False, timeout=0.2)
+            lags = await asyncio.gather(
+                asyncio.to_thread(uncommitted, kafka, self._workers.app_id),
+                asyncio.to_thread(uncommitted, kafka, self._sinks.s3_group, PHOTO_VARIANTS),
+            )
+            self._moment, self._accepted_then, self._uncommitted_then = datetime.now(UTC), set(self.accepted), sum(lags)
+            pending = self._accepted_then - set(self._ready())
+            if (pending and self._uncommitted_then) or time.monotonic() > deadline:
+                return
+
+    def counts(self) -> dict[str, int]:
+        """Call once every upload is done: what the fault hit."""
+        assert self._moment is not None, "strike() was never called"
+        ready = self._ready()
+        late = {u for u in self._accepted_then if u not in ready or ready[u] > self._moment}
+        return {"in flight at the fault": len(late), "uncommitted at the fault": self._uncommitted_then}
+
+
+async def restart_after(local_stack, server: str, in_flight: InFlight, *, delay: float = 2, down_for: float) -> float:
+    """Stop one server of the stack a moment into the stream, start it again; returns when it went down.
+
+    Fails unless the server really stopped (the stack's own report, then its status: down).
+    """
     await asyncio.sleep(delay)
+    await in_flight.strike()
     down_at = time.monotonic()
-    await asyncio.to_thread(local_stack.stack.down, {server})
+    report = await asyncio.to_thread(local_stack.stack.down, {server})
+    assert report, f"{server} is not one of this stack's servers"
+    assert all(s.state is State.STOPPED for s in report), f"{server} did not stop: {report}"
+    status = await asyncio.to_thread(local_stack.stack.status)
+    assert all(s.state is State.DOWN for s in status if s.name.split("-")[0] == server), status
     await asyncio.sleep(down_for)
     await asyncio.to_thread(local_stack.stack.up)
     return down_at
 
 
-async def timed_uploads(gateway, key: str, paths: list, url: str | None = None) -> tuple[list[str], float]:
+async def timed_uploads(
+    gateway, key: str, paths: list, in_flight: InFlight, url: str | None = None
+) -> tuple[list[str], float]:
     """``steady_uploads``, and when the last one was answered."""
-    uploads = await steady_uploads(gateway, key, paths, url=url)
+    uploads = await steady_uploads(gateway, key, paths, url=url, accepted=in_flight.accepted)
     return uploads, time.monotonic()
 
 
@@ -151,12 +228,14 @@ async def test_s3_restarted_mid_stream(make_gateway, workers, sinks, local_stack
     ready_reader = OutputReader(local_stack.kafka, [PHOTO_READY])
 
     paths = make_photos(tmp_path, 7000)
+    in_flight = InFlight(local_stack, workers, sinks, ready_reader, photographer)
     try:
         (uploads, uploads_done_at), s3_down_at = await asyncio.gather(
-            timed_uploads(gateway, key, paths), restart_after(local_stack, "s3", down_for=5)
+            timed_uploads(gateway, key, paths, in_flight), restart_after(local_stack, "s3", in_flight, down_for=5)
         )
         assert uploads_done_at > s3_down_at, "the outage must fall inside the stream of uploads"
         counts = await check_invariant(gateway, sinks, local_stack, key, photographer, uploads, ready_reader)
+        counts |= in_flight.counts()
     finally:
         ready_reader.close()
         local_stack.stack.up()
@@ -174,6 +253,7 @@ async def test_kafka_restarted_mid_stream(make_gateway, workers, sinks, local_st
     workers.start()
     ready_reader = OutputReader(local_stack.kafka, [PHOTO_READY])
     paths = make_photos(tmp_path, 8000)
+    in_flight = InFlight(local_stack, workers, sinks, ready_reader, photographer)
     restarts = 0
 
     async def supervise() -> None:
@@ -189,10 +269,11 @@ async def test_kafka_restarted_mid_stream(make_gateway, workers, sinks, local_st
     supervisor = asyncio.create_task(supervise())
     try:
         (uploads, uploads_done_at), kafka_down_at = await asyncio.gather(
-            timed_uploads(gateway, key, paths), restart_after(local_stack, "kafka", down_for=3)
+            timed_uploads(gateway, key, paths, in_flight), restart_after(local_stack, "kafka", in_flight, down_for=3)
         )
         assert uploads_done_at > kafka_down_at, "the outage must fall inside the stream of uploads"
         counts = await check_invariant(gateway, sinks, local_stack, key, photographer, uploads, ready_reader)
+        counts |= in_flight.counts()
     finally:
         supervisor.cancel()
         ready_reader.close()
@@ -211,6 +292,7 @@ async def test_gateway_killed_mid_stream(make_gateway, workers, sinks, local_sta
     workers.start()
     ready_reader = OutputReader(local_stack.kafka, [PHOTO_READY])
     paths = make_photos(tmp_path, 9000)
+    in_flight = InFlight(local_stack, workers, sinks, ready_reader, photographer)
     port = free_port()
     env = {
         **os.environ,
@@ -235,6 +317,7 @@ async def test_gateway_killed_mid_stream(make_gateway, workers, sinks, local_sta
     async def crash() -> float:
         nonlocal second
         await asyncio.sleep(2)
+        await in_flight.strike()
         killed_at = time.monotonic()
         first.kill()
         await asyncio.sleep(2)
@@ -243,10 +326,11 @@ async def test_gateway_killed_mid_stream(make_gateway, workers, sinks, local_sta
 
     try:
         (uploads, uploads_done_at), killed_at = await asyncio.gather(
-            timed_uploads(status_gateway, key, paths, url=f"http://127.0.0.1:{port}"), crash()
+            timed_uploads(status_gateway, key, paths, in_flight, url=f"http://127.0.0.1:{port}"), crash()
         )
         assert uploads_done_at > killed_at, "the crash must fall inside the stream of uploads"
         counts = await check_invariant(status_gateway, sinks, local_stack, key, photographer, uploads, ready_reader)
+        counts |= in_flight.counts()
     finally:
         ready_reader.close()
         first.kill()

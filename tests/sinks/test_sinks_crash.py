@@ -10,9 +10,9 @@ import pytest
 from photostream.objectstore import ObjectStore
 from photostream.warehouse import RemoteReader
 from schemas.events import ImageReady
-from schemas.topics import PHOTO_READY
+from schemas.topics import PHOTO_READY, PHOTO_VARIANTS
 from tests.streams.uploads import photo, upload
-from tests.streams.workers import OutputReader
+from tests.streams.workers import OutputReader, uncommitted
 
 pytestmark = pytest.mark.integration
 
@@ -43,10 +43,15 @@ async def test_killed_sinks_double_nothing_and_lose_nothing(make_gateway, worker
     try:
         # Kill the sinks once some images are in, while the rest are still arriving.
         deadline = time.monotonic() + 180
-        while await count(reader, images_sql, photographer) < UPLOADS // 4:
+        while (stored := await count(reader, images_sql, photographer)) < UPLOADS // 4:
             assert time.monotonic() < deadline, sinks.logs() + workers.logs()
             await asyncio.sleep(0.3)
+        lag = await asyncio.to_thread(uncommitted, local_stack.kafka, sinks.s3_group, PHOTO_VARIANTS)
         first.kill()
+        # The kill hit work in flight: images not stored yet, variants whose offsets were not committed.
+        in_flight = UPLOADS - stored
+        assert in_flight > 0
+        assert lag > 0, "every variant offset was committed at the kill: nothing was in flight in the S3 sink"
         await reader.close()
         sinks.start()
         reader = sinks.reader()
@@ -95,7 +100,8 @@ async def test_killed_sinks_double_nothing_and_lose_nothing(make_gateway, worker
     print(
         f"\nsinks crash: acknowledged={len(accepted)} images={images} raw image rows={raw_rows} "
         f"ready events={len(ready)} distinct={len(distinct_ready)} missing variants={len(missing)} "
-        f"lost={len(set(accepted) - {str(e.upload_id) for e in ready})} doubled={images - len(set(accepted))}"
+        f"lost={len(set(accepted) - {str(e.upload_id) for e in ready})} doubled={images - len(set(accepted))} "
+        f"replayed rows={raw_rows - images} in flight at the kill={in_flight} uncommitted at the kill={lag}"
     )
     assert images == UPLOADS
     assert raw_rows >= 2 * UPLOADS  # the replay really inserted everything again

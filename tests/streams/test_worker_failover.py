@@ -2,13 +2,18 @@
 
 Kafka redelivers what the dead worker had not committed, so some uploads are processed again: the
 events it re-emits carry the same ids and the same decisions, which is what lets the sinks write
-each image once. The test counts and prints both.
+each image once. The test counts and prints both, and proves the kill hit work in flight (uploads
+accepted and not yet processed, offsets not yet committed) and that a replay happened.
+
+A kill can be lucky, so the kill moment varies: `make test` runs one moment, `make test-faults`
+(``PHOTOSTREAM_FAILOVER_RUNS=5``) runs five and prints a table of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import os
 import time
 import uuid
 from collections import defaultdict
@@ -21,12 +26,27 @@ from photostream.topics import PARTITIONS
 from schemas.events import ImageProcessed
 from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_VARIANTS
 from tests.streams.uploads import photo, upload
-from tests.streams.workers import OutputReader
+from tests.streams.workers import OutputReader, uncommitted
 
 pytestmark = pytest.mark.integration
 
 PHOTOGRAPHERS = 8
 PHOTOS_EACH = 6
+
+# Share of the stream processed before the kill; the first is the one `make test` runs.
+KILL_MOMENTS = (0.25, 0.1, 0.4, 0.6, 0.75)
+RUNS = int(os.environ.get("PHOTOSTREAM_FAILOVER_RUNS", "1"))
+TABLE: list[dict] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_table():
+    yield
+    if TABLE:
+        columns = list(TABLE[0])
+        lines = [" | ".join(columns), " | ".join("---" for _ in columns)]
+        lines += [" | ".join(str(row[c]) for c in columns) for row in TABLE]
+        print("\nworker failover runs:\n" + "\n".join(lines))
 
 
 def photographers_on_distinct_partitions(unique_name, count: int) -> list[str]:
@@ -46,7 +66,10 @@ def near_copy(data: bytes) -> bytes:
 
 
 @pytest.mark.timeout(600)
-async def test_a_killed_worker_loses_nothing_and_decides_nothing_twice(gateway, workers, local_stack, unique_name):
+@pytest.mark.parametrize("kill_after", KILL_MOMENTS[:RUNS], ids=lambda share: f"kill-after-{share:.0%}")
+async def test_a_killed_worker_loses_nothing_and_decides_nothing_twice(
+    gateway, workers, local_stack, unique_name, kill_after
+):
     names = photographers_on_distinct_partitions(unique_name, PHOTOGRAPHERS)
     keys = {name: await gateway.services.keys.create(name) for name in names}
     reader = OutputReader(local_stack.kafka)
@@ -76,9 +99,13 @@ async def test_a_killed_worker_loses_nothing_and_decides_nothing_twice(gateway, 
         batches = await asyncio.gather(*(send_all(name, 2000 + 100 * i) for i, name in enumerate(names)))
         stream = [upload_id for batch in batches for upload_id in batch]
         accepted.extend(stream)
-        assert reader.poll_until(lambda r: len(processed_ids(r) & set(stream)) >= len(stream) // 4, timeout=120)
+        threshold = max(1, round(len(stream) * kill_after))
+        assert reader.poll_until(lambda r: len(processed_ids(r) & set(stream)) >= threshold, timeout=120)
         first_worker.kill()
         killed_at = time.monotonic()
+        # What the kill hit: uploads accepted and not processed yet, offsets not committed yet.
+        in_flight = len(set(stream) - processed_ids(reader))
+        lag = await asyncio.to_thread(uncommitted, local_stack.kafka, workers.app_id)
 
         # Near-copies of each first photo, sent after the kill: the duplicate table must have
         # followed the dead worker's partitions to the survivor.
@@ -111,12 +138,24 @@ async def test_a_killed_worker_loses_nothing_and_decides_nothing_twice(gateway, 
     for variant in variants:
         digests[(variant.upload_id, variant.variant, variant.format)].add(variant.sha256)
     doubled = set(inconsistent) | {key[0] for key, shas in digests.items() if len(shas) > 1}
-    print(
-        f"\nworker failover: accepted={len(accepted)} processed={len(by_upload)} lost={len(lost)} "
-        f"doubled={len(doubled)} replayed events={replayed} failed={len(failures)} "
-        f"all done {recovered_in:.1f}s after the kill"
-    )
+    row = {
+        "kill after": f"{kill_after:.0%}",
+        "accepted": len(accepted),
+        "processed": len(by_upload),
+        "in flight at the kill": in_flight,
+        "uncommitted at the kill": lag,
+        "lost": len(lost),
+        "doubled": len(doubled),
+        "replayed": replayed,
+        "failed": len(failures),
+        "done after the kill (s)": f"{recovered_in:.1f}",
+    }
+    TABLE.append(row)
+    print(f"\nworker failover: {row}")
     assert done, workers.logs()
+    assert in_flight > 0, "the kill landed when nothing was in flight: it proves nothing"
+    assert lag > 0, "every offset was committed at the kill: nothing could be replayed"
+    assert replayed > 0, "no upload was processed again: replay safety was not exercised"
     assert not lost
     assert not failures
     assert not inconsistent

@@ -71,6 +71,19 @@ def commit_offsets(kafka: KafkaSettings, group: str, offsets: list[TopicPartitio
         consumer.close()
 
 
+def uncommitted(kafka: KafkaSettings, group: str, topic: str = PHOTO_UPLOADS) -> int:
+    """Messages of ``topic`` the group has not committed yet: its lag (readable while the group runs)."""
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return sum(
+            max(0, end_offset(consumer, topic, tp.partition) - max(tp.offset, 0)) for tp in committed if tp.offset >= 0
+        )
+    finally:
+        consumer.close()
+
+
 def delete_group_topics(kafka: KafkaSettings, group: str) -> None:
     """Delete the changelog topics a worker group created (best effort)."""
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})

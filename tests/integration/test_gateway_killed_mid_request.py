@@ -1,0 +1,126 @@
+"""The gateway killed -9 while large uploads stream in: clients retry, nothing acknowledged is lost.
+
+A kill between requests proves nothing, so the test kills the gateway only once S3 shows a
+multipart upload in progress (bytes of a 20+ MB file arriving), counts it, and checks at the end
+that every acknowledged upload completed once, and that the bucket holds exactly one original
+per acknowledged upload and nothing else under the photographer's prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import time
+
+import pytest
+
+from photostream.clients import s3_client
+from photostream.objectstore import STAGING_PREFIX
+from photostream.samples import sample_photo
+from producers.upload import Uploader
+from schemas.topics import PHOTO_READY
+from tests.integration.test_faults import check_invariant
+from tests.processes import free_port, start_service
+from tests.streams.workers import OutputReader
+
+pytestmark = pytest.mark.integration
+
+FILES = 4
+SIZE = 22 * 1024 * 1024
+
+
+def large_jpeg(seed: int, size: int = SIZE) -> bytes:
+    """A real JPEG of ``size`` bytes: a camera-sized photo padded with APP15 segments, as some cameras pad."""
+    photo = sample_photo(seed, size=(1600, 1200))
+    segment = 65533
+    padding = bytearray()
+    while len(photo) + len(padding) + segment + 4 <= size:
+        padding += b"\xff\xef" + struct.pack(">H", segment + 2) + os.urandom(segment)
+    return photo[:2] + bytes(padding) + photo[2:]
+
+
+def multipart_uploads_in_progress(local_stack, prefix: str) -> int:
+    client = s3_client(local_stack.s3)
+    answer = client.list_multipart_uploads(Bucket=local_stack.s3.bucket, Prefix=prefix)
+    return len(answer.get("Uploads", []))
+
+
+def originals_of(local_stack, photographer: str) -> list[str]:
+    client = s3_client(local_stack.s3)
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=local_stack.s3.bucket, Prefix=f"originals/{photographer}/"
+    )
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+@pytest.mark.timeout(600)
+async def test_gateway_killed_while_large_uploads_stream_in(
+    make_gateway, workers, sinks, local_stack, unique_name, tmp_path
+):
+    status_gateway = await make_gateway()
+    photographer = unique_name("ph")
+    key = await status_gateway.services.keys.create(photographer)
+    sinks.start()
+    workers.start()
+    ready_reader = OutputReader(local_stack.kafka, [PHOTO_READY])
+    folder = tmp_path / "large"
+    folder.mkdir()
+    paths = []
+    for index in range(FILES):
+        path = folder / f"{index:02d}.jpg"
+        path.write_bytes(large_jpeg(index))
+        paths.append(path)
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": local_stack.kafka.bootstrap_servers,
+        "S3_ENDPOINT_URL": local_stack.s3.endpoint_url,
+        "GATEWAY_PORT": str(port),
+        **sinks.reader_env,
+    }
+
+    def start_gateway(index: int):
+        process = start_service(["gateway"], env, tmp_path / f"gateway-{index}.log")
+        deadline = time.monotonic() + 60
+        while "gateway listening" not in process.output():
+            assert process.process.poll() is None, process.output()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        return process
+
+    first = start_gateway(0)
+    second = None
+    in_flight_at_kill = 0
+
+    async def kill_mid_request() -> None:
+        nonlocal second, in_flight_at_kill
+        deadline = time.monotonic() + 120
+        staging = f"{STAGING_PREFIX}{photographer}/"  # a multipart upload is staged until its hash is known
+        while (in_flight_at_kill := multipart_uploads_in_progress(local_stack, staging)) == 0:
+            assert time.monotonic() < deadline, "no upload ever reached S3"
+            await asyncio.sleep(0.05)
+        first.kill()
+        await asyncio.sleep(1)
+        second = await asyncio.to_thread(start_gateway, 1)
+
+    uploader = Uploader(f"http://127.0.0.1:{port}", key, parallel=2, attempts=40)
+    try:
+        outcomes, _ = await asyncio.gather(uploader.upload(paths), kill_mid_request())
+        accepted = [o.upload_id for o in outcomes if o.upload_id]
+        counts = await check_invariant(status_gateway, sinks, local_stack, key, photographer, accepted, ready_reader)
+    finally:
+        ready_reader.close()
+        first.kill()
+        if second is not None:
+            second.stop()
+    originals = originals_of(local_stack, photographer)
+    counts |= {"in flight at the kill": in_flight_at_kill, "originals in the bucket": len(originals)}
+    print(f"\ngateway kill -9 mid-request ({SIZE // 2**20} MB files): {counts}")
+    assert in_flight_at_kill > 0
+    assert counts["acknowledged"] == FILES
+    assert counts["completed"] == FILES
+    assert counts["lost"] == counts["failed"] == counts["doubled"] == 0
+    assert counts["missing variants"] == 0
+    assert sorted(originals) == sorted(set(originals))
+    assert len(originals) == FILES, originals
