@@ -113,18 +113,34 @@ def ensure_topics(
 
 
 def _wait_until_served(admin: AdminClient, names: list[str], timeout: float) -> None:
-    """Return once the broker's metadata lists every topic with a leader for each partition.
+    """Return once every broker's metadata lists every topic with a leader for each partition.
 
-    A creation (or "already exists") is acknowledged before the broker's metadata shows the
-    topic; a consumer group assigned in between would see it with no partitions.
+    A creation (or "already exists") is acknowledged before the brokers' metadata shows the
+    topic; a consumer group assigned in between would see it with no partitions. In a cluster
+    each broker learns of the topic on its own, and a worker may ask any of them, so each is
+    asked in turn (a client bootstrapped from that broker alone asks it first).
     """
     deadline = time.monotonic() + timeout
+    served: set[int] = set()
+    missing = names
     while True:
-        missing = _not_served(admin.list_topics(timeout=timeout), names)
-        if not missing:
+        # Asked afresh each round: a broker that died meanwhile leaves the list once it is fenced.
+        brokers = admin.list_topics(timeout=timeout).brokers
+        pending = {broker_id: broker for broker_id, broker in brokers.items() if broker_id not in served}
+        for broker_id, broker in pending.items():
+            client = AdminClient({"bootstrap.servers": f"{broker.host}:{broker.port}", "log_level": 0})
+            try:
+                metadata = client.list_topics(timeout=min(timeout, 5))
+            except KafkaException:
+                continue  # not answering right now: asked again next round
+            missing = _not_served(metadata, names)
+            if metadata.orig_broker_id == broker_id and not missing:
+                served.add(broker_id)
+        if served >= brokers.keys():
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the broker does not serve topics {', '.join(missing)} after {timeout:g}s")
+            late = sorted(brokers.keys() - served)
+            raise TimeoutError(f"brokers {late} do not serve topics {', '.join(missing)} after {timeout:g}s")
         time.sleep(0.05)
 
 

@@ -42,6 +42,7 @@ def isolated_env(tmp_path):
         "STACK_SEAWEED_FILER_PORT": _free_port(),
     }
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}}
+    env["STACK_KAFKA_BROKERS"] = "1"  # these ports are for one broker, whatever the session runs
     env["STACK_VAR_DIR"] = str(tmp_path / "var")
     env["STACK_CACHE_DIR"] = str(Path(".cache").resolve())  # reuse the fetched Kafka jars
     env["S3_ENDPOINT_URL"] = f"http://127.0.0.1:{ports['STACK_S3_PORT']}"
