@@ -1,12 +1,14 @@
 """A three-broker cluster loses a broker to ``kill -9`` under a steady stream of uploads.
 
 The cluster is this module's own (three KRaft nodes in a temporary var dir, on ports of its own,
-with its own S3), so the shared single-broker stack is never touched. The real gateway runs in
-process against it, answering 202 only once Kafka acknowledged the event (``acks=all``,
-idempotent, topics at 3 replicas with 2 in sync). A moment into the stream the leader of the
-busiest partition of photo-uploads is killed; uploads go on through the failover and after it.
-A plain consumer then reads photo-uploads: every acknowledged upload must be there exactly once,
-and no upload may have been refused.
+with its own S3), so the shared single-broker stack is never touched. The whole pipeline runs
+on it: the real gateway in process, answering 202 only once Kafka acknowledged the event
+(``acks=all``, idempotent, topics at 3 replicas with 2 in sync), a Faust worker and the sinks as
+processes. A moment into the stream the leader of the busiest partition of photo-uploads is
+killed; uploads go on through the failover and after it. Then a plain consumer reads
+photo-uploads: every acknowledged upload must be there exactly once, and no upload may have
+been refused; and downstream every acknowledged upload must end (ImageReady or
+ProcessingFailed) with one image in ClickHouse and one ImageReady content.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ from photostream.stack import Stack
 from photostream.stack.kafka_broker import describe_cluster
 from photostream.topics import ensure_topics
 from producers.gateway import create_app
-from schemas.topics import PHOTO_UPLOADS
+from schemas.events import ImageReady, ProcessingFailed
+from schemas.topics import PHOTO_FAILED, PHOTO_READY, PHOTO_UPLOADS
 from tests.gateway_client import auth, form, gateway_services
-from tests.streams.workers import OutputReader, end_offset
+from tests.pipeline import Sinks
+from tests.streams.test_worker_fresh_start import consuming
+from tests.streams.workers import OutputReader, WorkerGroup, end_offset
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +48,8 @@ UPLOADS_PER_SECOND = 8
 BEFORE_KILL = 6.0  # seconds of uploads before the kill
 AFTER_FAILOVER = 6.0  # seconds of uploads once the cluster has moved on without the dead broker
 FAILOVER_TIMEOUT = 60.0
+DB = "photostream"
+APP_ID = "test-cluster-processing"
 
 
 def _bindable(port: int) -> bool:
@@ -112,24 +119,78 @@ def _leader(admin: AdminClient, partition: int) -> int:
     return admin.list_topics(PHOTO_UPLOADS, timeout=10).topics[PHOTO_UPLOADS].partitions[partition].leader
 
 
+@pytest.fixture
+def pipeline(cluster, tmp_path) -> Iterator[tuple[WorkerGroup, Sinks]]:
+    """A Faust worker and the sinks on the cluster, as processes; stopped at the end."""
+    kafka = cluster.settings.kafka_settings()
+    workers = WorkerGroup(kafka, cluster.s3_settings, APP_ID, tmp_path)
+    sinks = Sinks(kafka, cluster.s3_settings, tmp_path)
+    try:
+        workers.start()
+        sinks.start(timeout=120)
+        deadline = time.monotonic() + 120
+        while not consuming(workers):  # so the kill hits a worker mid-stream, not one still starting
+            assert workers.workers[0].process.poll() is None, workers.logs()
+            assert time.monotonic() < deadline, workers.logs()
+            time.sleep(0.2)
+        yield workers, sinks
+    finally:
+        workers.stop_all()
+        sinks.stop()
+
+
+async def _downstream(ready_reader: OutputReader, sinks: Sinks, ids: set[str]) -> dict[str, int]:
+    """Wait until every acknowledged upload ended downstream, then count what subscribers and analysts see."""
+
+    def ended(reader: OutputReader) -> bool:
+        return ids <= {str(e.upload_id) for e in (*reader.events[PHOTO_READY], *reader.events[PHOTO_FAILED])}
+
+    await asyncio.to_thread(ready_reader.poll_until, ended, 180)
+    await asyncio.to_thread(ready_reader.poll_until, lambda r: False, 2)
+    ready = [e for e in ready_reader.events[PHOTO_READY] if isinstance(e, ImageReady)]
+    failed = {str(e.upload_id) for e in ready_reader.events[PHOTO_FAILED] if isinstance(e, ProcessingFailed)}
+    completed = {str(e.upload_id) for e in ready}
+    reader = sinks.reader()
+    try:
+        # This module's sinks have a ClickHouse of their own: every image in it is from this test.
+        deadline = time.monotonic() + 30
+        while (images := (await reader.query(f"SELECT count() FROM {DB}.images FINAL")).rows[0][0]) < len(completed):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await reader.close()
+    return {
+        "completed": len(completed & ids),
+        "processing failed": len(failed & ids),
+        "lost downstream": len(ids - completed - failed),
+        "doubled downstream": max(0, images - len(completed)) + len({e.event_id for e in ready}) - len(completed),
+    }
+
+
 @pytest.mark.timeout(360)
-async def test_a_broker_killed_mid_stream_loses_nothing(cluster, aiohttp_client):
+async def test_a_broker_killed_mid_stream_loses_nothing(cluster, pipeline, aiohttp_client):
     started = time.monotonic()
+    workers, sinks = pipeline
     kafka = cluster.settings.kafka_settings()
     assert kafka.bootstrap_servers.count(",") == BROKERS - 1
     assert kafka.replication_factor == 3
     ensure_topics(kafka)
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers, "log_level": 0})
     topic = admin.list_topics(PHOTO_UPLOADS, timeout=10).topics[PHOTO_UPLOADS]
-    assert {len(partition.replicas) for partition in topic.partitions.values()} == {3}
-    (configs,) = admin.describe_configs([ConfigResource("topic", PHOTO_UPLOADS)]).values()
-    assert configs.result(timeout=10)["min.insync.replicas"].value == "2"
+    # The topics the worker and the sinks created (their processes were told through the environment).
+    for name in (PHOTO_UPLOADS, PHOTO_READY, f"{APP_ID}-duplicates-changelog"):
+        partitions = admin.list_topics(name, timeout=10).topics[name].partitions.values()
+        assert {len(partition.replicas) for partition in partitions} == {3}, name
+        (configs,) = admin.describe_configs([ConfigResource("topic", name)]).values()
+        assert configs.result(timeout=10)["min.insync.replicas"].value == "2", name
 
     settings = GatewaySettings(daily_quota=100_000)
     services = gateway_services(kafka, cluster.s3_settings, settings)
     gateway = await aiohttp_client(create_app(settings, services))
     keys = {who: await services.keys.create(who) for who in set(SENDERS)}
     reader = OutputReader(kafka, [PHOTO_UPLOADS])
+    ready_reader = OutputReader(kafka, [PHOTO_READY, PHOTO_FAILED])
 
     acknowledged: list[tuple[str, float]] = []  # (upload_id, when its 202 came)
     refused: list[str] = []
@@ -201,6 +262,10 @@ async def test_a_broker_killed_mid_stream_loses_nothing(cluster, aiohttp_client)
     reader.poll_until(lambda r: False, 2)  # a doubled event would sit right behind the first
     reader.close()
     read = Counter(str(event.upload_id) for event in reader.events[PHOTO_UPLOADS])
+    try:
+        downstream = await _downstream(ready_reader, sinks, ids)
+    finally:
+        ready_reader.close()
     counts = {
         "acknowledged": len(acknowledged),
         "acknowledged after the kill": sum(1 for _, at in acknowledged if at > killed_at),
@@ -208,16 +273,21 @@ async def test_a_broker_killed_mid_stream_loses_nothing(cluster, aiohttp_client)
         "lost": len(ids - read.keys()),
         "doubled": sum(n - 1 for n in read.values() if n > 1),
         "unacknowledged events": len(read.keys() - ids),
+        **downstream,
     }
+    exited = [w for w in workers.workers if w.process.poll() is not None]
     print(
         f"\n3 brokers, kill -9 of broker {leader} (leader of photo-uploads/{partition}): {counts}; "
         f"broker {new_leader} leads since, failover {failover:.1f}s, slowest answer {max(waits):.1f}s, "
-        f"whole test {time.monotonic() - started:.0f}s"
+        f"whole test {time.monotonic() - started:.0f}s, workers exited {len(exited)}"
     )
     assert len(ids) == len(acknowledged), "every photo is new content, so every upload has its own id"
     assert refused == []
     assert counts["lost"] == 0
     assert counts["doubled"] == 0
     assert counts["unacknowledged events"] == 0
+    assert counts["lost downstream"] == 0, workers.logs() + sinks.logs()
+    assert counts["doubled downstream"] == 0
+    assert counts["completed"] == len(ids)  # every photo is a valid JPEG
     assert counts["acknowledged after the kill"] > UPLOADS_PER_SECOND * AFTER_FAILOVER / 2
     assert new_leader != leader
