@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar, cast
 
 from schemas.events import ImageMetadata
@@ -81,17 +82,17 @@ class ImageProcessor:
         self.variants = variants
         self.limits = limits or Limits()
 
-    async def process(self, data: bytes, *, keep_gps: bool = False) -> Processed:
-        """Derive metadata, fingerprints and variants from an original's bytes.
+    async def process(self, source: bytes | Path, *, keep_gps: bool = False) -> Processed:
+        """Derive metadata, fingerprints and variants from an original.
 
         Args:
-            data: The original file.
+            source: The original file's bytes, or its path (it must stay there until this returns).
             keep_gps: Whether GPS coordinates stay in the metadata (variants never carry any).
 
         Raises:
             ImageError: The original is corrupt, unsupported or too large.
         """
-        original, open_ms = await self._timed(open_original, data, self.limits)
+        original, open_ms = await self._timed(open_original, source, self.limits)
         # One decode, shrunk on load to the largest size anything needs; the rest is cut from it.
         side = max(HASH_SOURCE_PX, *(max(spec.width, spec.height) for spec in self.variants))
         working, reduce_ms = await self._timed(original.reduced, side, side)

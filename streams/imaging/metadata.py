@@ -14,7 +14,8 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from fractions import Fraction
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import exifread
 
@@ -57,7 +58,7 @@ def read_metadata(original: Original, *, keep_gps: bool = False) -> ImageMetadat
         format=original.format,
         bands=original.bands,
         has_alpha=original.has_alpha,
-        bytes=len(original.data),
+        bytes=original.size_bytes,
         megapixels=round(width * height / 1_000_000, 2),
         icc_profile=icc_description(original.icc_profile),
         camera_make=_text(tags, "Image Make"),
@@ -81,19 +82,28 @@ def read_metadata(original: Original, *, keep_gps: bool = False) -> ImageMetadat
 def read_exif(original: Original) -> dict[str, Any]:
     """Return the EXIF tags of an original, keyed like exifread (``"EXIF FNumber"``); empty when none.
 
-    exifread reads the whole file first (it knows JPEG, TIFF, PNG, WebP and HEIC); when that finds
-    nothing, the EXIF block libvips or libheif extracted is read on its own.
+    exifread reads the file first (it knows JPEG, TIFF, PNG, WebP and HEIC, and seeks to the EXIF
+    block, so a file on disk is not read whole); when that finds nothing, the EXIF block libvips or
+    libheif extracted is read on its own.
     """
-    tags = _exifread(original.data)
+    if isinstance(original.source, Path):
+        try:
+            with original.source.open("rb") as file:
+                tags = _exifread(file)
+        except OSError as error:
+            log.debug("original unreadable for EXIF: %r", error)
+            tags = {}
+    else:
+        tags = _exifread(io.BytesIO(original.source))
     if not tags and original.exif:
         block = original.exif.removeprefix(_EXIF_HEADER)
-        tags = _exifread(block)
+        tags = _exifread(io.BytesIO(block))
     return tags
 
 
-def _exifread(data: bytes) -> dict[str, Any]:
+def _exifread(file: BinaryIO) -> dict[str, Any]:
     try:
-        tags = exifread.process_file(io.BytesIO(data), details=False, extract_thumbnail=False)
+        tags = exifread.process_file(file, details=False, extract_thumbnail=False)
     except Exception as error:  # noqa: BLE001 - exifread raises anything on malformed files; EXIF is best effort.
         log.debug("EXIF unreadable: %r", error)
         return {}

@@ -1,25 +1,28 @@
 """Open an original: tell its format from the bytes, check its size, and decode it within limits.
 
-libvips reads JPEG, PNG, WebP, TIFF and GIF straight from the buffer, lazily, so every variant is
-rendered with shrink-on-load from the compressed bytes. HEIC/HEIF is HEVC-coded, which the libvips
-wheel cannot decode: pillow-heif decodes it once into memory and the variants are cut from that.
+An original is the file's bytes or, for a large one, the path of a file on disk: either way libvips
+reads JPEG, PNG, WebP, TIFF and GIF lazily, with shrink-on-load, so the decoded pixels stay small,
+and it reads a file on disk as it decodes rather than copying it into memory first. HEIC/HEIF is
+HEVC-coded, which the libvips wheel cannot decode: pillow-heif decodes it once, in a child process
+bounded in time (``streams.imaging.heif``), and the variants are cut from that.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pillow_heif
 import pyvips
 
 from photostream import media
 from schemas.events import FailureReason
+from streams.imaging import heif
 from streams.imaging.errors import ImageError
 from streams.imaging.icc import needs_conversion
 
@@ -29,13 +32,8 @@ pyvips.block_untrusted_set(True)
 # The operation cache holds references to input buffers; a worker sees each original once.
 pyvips.cache_set_max(0)
 
-_LOADERS = {
-    "jpegload_buffer": "jpeg",
-    "pngload_buffer": "png",
-    "webpload_buffer": "webp",
-    "tiffload_buffer": "tiff",
-    "gifload_buffer": "gif",
-}
+# Loader names without their ``_buffer`` or ``_source`` suffix.
+_LOADERS = {"jpegload": "jpeg", "pngload": "png", "webpload": "webp", "tiffload": "tiff", "gifload": "gif"}
 
 # EXIF orientations 5 to 8 turn the image a quarter: width and height swap when shown upright.
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
@@ -47,8 +45,10 @@ class Limits:
 
     Attributes:
         max_pixels: Most pixels (width x height of the first frame) accepted; more is ``too_many_pixels``.
+            A HEIF grid is also refused when its tiles decode to more pixels than this.
         max_decode_seconds: Wall-clock budget for one decode or render; beyond it the work is
-            cancelled inside libvips and the original counts as ``corrupt``.
+            cancelled (inside libvips, or by killing the HEIF decoder process) and the original
+            counts as ``corrupt``.
     """
 
     max_pixels: int = 100_000_000
@@ -60,7 +60,8 @@ class Original:
     """An opened original, ready for metadata, hashes and variants.
 
     Attributes:
-        data: The file's bytes.
+        source: The file: its bytes, or its path (the file must stay there while the original is used).
+        size_bytes: The file's size.
         format: ``jpeg``, ``png``, ``webp``, ``tiff``, ``gif`` or ``heif``.
         width: Stored width in pixels, before orientation.
         height: Stored height in pixels, before orientation.
@@ -73,7 +74,8 @@ class Original:
         convert_colour: Whether the pixels need converting to sRGB (tagged with another profile).
     """
 
-    data: bytes
+    source: bytes | Path
+    size_bytes: int
     format: str
     width: int
     height: int
@@ -149,9 +151,7 @@ class Original:
             if self._decoded is not None:
                 lazy = self._decoded.thumbnail_image(box_width, **options)
             else:
-                # A truncated file is an error, not a grey band: the loader's own fail_on must be
-                # set, since thumbnail's fail_on does not reach the loader it opens.
-                lazy = pyvips.Image.thumbnail_buffer(self.data, box_width, option_string="fail_on=truncated", **options)
+                lazy = _thumbnail(self.source, box_width, options)
         except pyvips.Error as error:
             raise ImageError(FailureReason.CORRUPT, f"the image data is damaged: {_vips_detail(error)}") from error
         image = compute(lazy, self.limits, lambda im: im.copy_memory())
@@ -164,11 +164,11 @@ class Original:
         return image
 
 
-def open_original(data: bytes, limits: Limits | None = None) -> Original:
+def open_original(source: bytes | Path, limits: Limits | None = None) -> Original:
     """Read an original's header, check its format and size, and prepare it for decoding.
 
     Args:
-        data: The whole file.
+        source: The whole file, or its path: a large original is read from disk as it decodes.
         limits: Bounds on the work; the defaults when None.
 
     Returns:
@@ -176,20 +176,25 @@ def open_original(data: bytes, limits: Limits | None = None) -> Original:
 
     Raises:
         ImageError: ``unsupported``, ``too_many_pixels`` or ``corrupt``.
+        OSError: ``source`` is a path that cannot be read.
     """
     limits = limits or Limits()
-    if not data:
+    size, head = _size_and_head(source)
+    if not size:
         raise ImageError(FailureReason.CORRUPT, "the file is empty")
-    if pillow_heif.is_supported(data):
-        return _open_heif(data, limits)
+    if heif.is_heif(head):
+        return _open_heif(source, size, limits)
     try:
-        header = pyvips.Image.new_from_buffer(data, "", access="sequential")
+        if isinstance(source, Path):
+            header = pyvips.Image.new_from_source(pyvips.Source.new_from_file(str(source)), "", access="sequential")
+        else:
+            header = pyvips.Image.new_from_buffer(source, "", access="sequential")
     except pyvips.Error as error:
-        if media.sniff(data[: media.SNIFF_BYTES]) is not None:
+        if media.sniff(head[: media.SNIFF_BYTES]) is not None:
             raise ImageError(FailureReason.CORRUPT, f"the header is damaged: {_vips_detail(error)}") from error
         raise ImageError(FailureReason.UNSUPPORTED, f"not a {media.ACCEPTED_LABELS} image") from error
-    loader = _field(header, "vips-loader")
-    fmt = _LOADERS.get(str(loader))
+    loader = str(_field(header, "vips-loader"))
+    fmt = _LOADERS.get(loader.removesuffix("_buffer").removesuffix("_source"))
     if fmt is None:
         raise ImageError(FailureReason.UNSUPPORTED, f"format read by {loader} is not accepted")
     _check_pixels(header.width, header.height, limits)
@@ -197,7 +202,8 @@ def open_original(data: bytes, limits: Limits | None = None) -> Original:
     icc = _field(header, "icc-profile-data")
     exif = _field(header, "exif-data")
     return Original(
-        data=data,
+        source=source,
+        size_bytes=size,
         format=fmt,
         width=header.width,
         height=header.height,
@@ -246,42 +252,60 @@ def compute(image: pyvips.Image, limits: Limits, write: Callable[[pyvips.Image],
         raise ImageError(FailureReason.CORRUPT, f"the image data is damaged: {_vips_detail(error)}") from error
 
 
-def _open_heif(data: bytes, limits: Limits) -> Original:
-    # pillow-heif raises whatever libheif's parser tripped on (ValueError, IndexError, ...) for a
-    # damaged container: any error reading it is the file's fault.
-    try:
-        heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
-        width, height = heif.size
-    except Exception as error:
-        raise ImageError(FailureReason.CORRUPT, f"HEIF container could not be read: {error!r}") from error
-    _check_pixels(width, height, limits)
-    started = time.monotonic()
-    try:
-        pixels = np.asarray(heif)
-    except Exception as error:
-        raise ImageError(FailureReason.CORRUPT, f"HEIF image could not be decoded: {error!r}") from error
-    if time.monotonic() - started > limits.max_decode_seconds:
-        raise ImageError(FailureReason.CORRUPT, f"decoding took longer than {limits.max_decode_seconds:g} s")
+def _open_heif(source: bytes | Path, size: int, limits: Limits) -> Original:
+    header = heif.read_header(source)
+    _check_pixels(header.width, header.height, limits)
+    if header.decoded_pixels > limits.max_pixels:
+        # A grid decodes every tile in full: tiles that all point at one small coded tile can
+        # make a few kilobytes decode hundreds of megapixels into a small picture.
+        raise ImageError(
+            FailureReason.TOO_MANY_PIXELS,
+            f"its {header.tiles} grid tiles decode to {header.decoded_pixels / 1e6:.1f} megapixels, "
+            f"over the limit of {limits.max_pixels / 1e6:g}",
+        )
+    pixels = heif.decode(source, limits.max_decode_seconds)
     decoded = pyvips.Image.new_from_array(pixels, interpretation="srgb")
-    icc = heif.info.get("icc_profile")
+    icc = header.icc_profile
     if icc:
         decoded.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
     # libheif applies the container's rotation and mirroring while decoding: the pixels are upright,
     # and any EXIF orientation tag in the file describes the undecoded image.
     return Original(
-        data=data,
+        source=source,
+        size_bytes=size,
         format="heif",
         width=decoded.width,
         height=decoded.height,
         orientation=1,
         bands=decoded.bands,
         has_alpha=decoded.bands in (2, 4),
-        icc_profile=bytes(icc) if icc else None,
+        icc_profile=icc,
         limits=limits,
-        exif=heif.info.get("exif") or None,
-        convert_colour=needs_conversion(bytes(icc) if icc else None),
+        exif=header.exif,
+        convert_colour=needs_conversion(icc),
         _decoded=decoded,
     )
+
+
+def _size_and_head(source: bytes | Path) -> tuple[int, bytes]:
+    """The file's size and first bytes, enough to tell its format.
+
+    A path that cannot be read raises ``OSError``: the caller's fault, not the upload's.
+    """
+    if not isinstance(source, Path):
+        return len(source), source[: media.SNIFF_BYTES]
+    with source.open("rb") as file:
+        return os.fstat(file.fileno()).st_size, file.read(media.SNIFF_BYTES)
+
+
+def _thumbnail(source: bytes | Path, width: int, options: dict[str, Any]) -> pyvips.Image:
+    # A truncated file is an error, not a grey band: the loader's own fail_on must be set, since
+    # thumbnail's fail_on does not reach the loader it opens.
+    if isinstance(source, Path):
+        # A Source, not a file name: libvips would read "[...]" at the end of a name as options.
+        stream = pyvips.Source.new_from_file(str(source))
+        return pyvips.Image.thumbnail_source(stream, width, option_string="fail_on=truncated", **options)
+    return pyvips.Image.thumbnail_buffer(source, width, option_string="fail_on=truncated", **options)
 
 
 def _check_pixels(width: int, height: int, limits: Limits) -> None:

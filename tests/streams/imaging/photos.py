@@ -17,7 +17,7 @@ become TIFF rationals. ``gps=(lat, lon, alt)`` takes signed decimal degrees and 
 TIFF writer keeps IFD0 tags only: a TIFF gets no Exif or GPS sub-IFD.
 
 The bad-input writers at the end return bytes a gateway may receive: decompression bombs, truncated
-files, text, garbage after a JPEG header.
+files, text, garbage after a JPEG header, a HEIF grid that decodes one tile hundreds of times.
 """
 
 from __future__ import annotations
@@ -356,6 +356,85 @@ def heif_with_dangling_property_association(width: int = 64, height: int = 48, *
     # ipma (version 0): type, version and flags (4), entry count (4), then the first item ID (2).
     data[box + 12 : box + 14] = b"\xff\xff"
     return bytes(data)
+
+
+def heif_grid_of_one_tile(
+    tile_size: int, columns: int, rows: int, *, output: tuple[int, int] | None = None, seed: int = 0
+) -> bytes:
+    """Return a HEIF whose primary image is a grid of ``columns`` x ``rows`` tiles that all point at one coded tile.
+
+    The file is a few kilobytes whatever the grid (one noise tile of ``tile_size`` squared, coded
+    once), but the decoder decodes every tile: 31 x 31 tiles of 320 px are 98 megapixels to
+    decode, many seconds of libheif work. ``output`` declares a smaller picture than the tiles
+    cover; the decoder still decodes every tile in full. Written box by box (ISO/IEC 23008-12):
+    pillow-heif cannot write a grid with repeated tiles.
+    """
+    rng = np.random.default_rng(seed)
+    noise = Image.fromarray(rng.integers(0, 256, (tile_size, tile_size, 3), dtype=np.uint8), "RGB")
+    single = encode(noise, "HEIF", quality=50)
+    hvcc, coded = _hvcc_and_coded_data(single)
+    width, height = output or (columns * tile_size, rows * tile_size)
+    grid, tile, tiles = 1, 2, columns * rows
+    grid_descriptor = struct.pack(">BBBBII", 0, 1, rows - 1, columns - 1, width, height)  # flags 1: 32-bit sizes
+    items = _full_box(b"infe", 2, struct.pack(">HH", grid, 0) + b"grid\0") + _full_box(
+        b"infe", 2, struct.pack(">HH", tile, 0) + b"hvc1\0"
+    )
+    properties = _box(b"ipco", hvcc + _ispe(tile_size, tile_size) + _ispe(width, height))
+    # ipma: the grid gets property 3 (its size); the tile 1 (hvcC, essential) and 2 (its size).
+    associations = struct.pack(">I", 2) + struct.pack(">HBB", grid, 1, 3) + struct.pack(">HBBB", tile, 2, 0x81, 2)
+
+    def meta(mdat_offset: int) -> bytes:
+        # iloc v1: 4-byte offsets and lengths; the grid's descriptor in idat, the tile in mdat.
+        locations = struct.pack(">BBH", 0x44, 0x00, 2)
+        locations += struct.pack(">HHHHII", grid, 1, 0, 1, 0, len(grid_descriptor))
+        locations += struct.pack(">HHHHII", tile, 0, 0, 1, mdat_offset, len(coded))
+        return _full_box(
+            b"meta",
+            0,
+            _full_box(b"hdlr", 0, bytes(4) + b"pict" + bytes(12) + b"\0")
+            + _full_box(b"pitm", 0, struct.pack(">H", grid))
+            + _full_box(b"iinf", 0, struct.pack(">H", 2) + items)
+            + _full_box(b"iref", 0, _box(b"dimg", struct.pack(">HH", grid, tiles) + struct.pack(">H", tile) * tiles))
+            + _box(b"iprp", properties + _full_box(b"ipma", 0, associations))
+            + _full_box(b"iloc", 1, locations)
+            + _box(b"idat", grid_descriptor),
+        )
+
+    head = _box(b"ftyp", b"heic" + bytes(4) + b"mif1heic")
+    mdat_offset = len(head) + len(meta(0)) + 8  # the meta box's size does not depend on the offset
+    return head + meta(mdat_offset) + _box(b"mdat", coded)
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(body), kind) + body
+
+
+def _full_box(kind: bytes, version: int, body: bytes) -> bytes:
+    return _box(kind, struct.pack(">I", version << 24) + body)
+
+
+def _ispe(width: int, height: int) -> bytes:
+    return _full_box(b"ispe", 0, struct.pack(">II", width, height))
+
+
+def _children(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
+    boxes = {}
+    while start < end:
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        boxes.setdefault(kind, (start, size))
+        start += size
+    return boxes
+
+
+def _hvcc_and_coded_data(single: bytes) -> tuple[bytes, bytes]:
+    """The hvcC box and the coded bytes of a HEIF holding one image (its mdat holds nothing else)."""
+    top = _children(single, 0, len(single))
+    meta_at, meta_size = top[b"meta"]
+    iprp_at, iprp_size = _children(single, meta_at + 12, meta_at + meta_size)[b"iprp"]
+    ipco_at, ipco_size = _children(single, iprp_at + 8, iprp_at + iprp_size)[b"ipco"]
+    hvcc_at, hvcc_size = _children(single, ipco_at + 8, ipco_at + ipco_size)[b"hvcC"]
+    mdat_at, mdat_size = top[b"mdat"]
+    return single[hvcc_at : hvcc_at + hvcc_size], single[mdat_at + 8 : mdat_at + mdat_size]
 
 
 def tiny_png() -> bytes:

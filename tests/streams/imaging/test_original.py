@@ -5,10 +5,20 @@ import time
 import pytest
 
 from schemas.events import FailureReason
-from streams.imaging import DEFAULT_VARIANTS, ImageError, Limits, fingerprint, open_original, render
+from streams.imaging import (
+    DEFAULT_VARIANTS,
+    ImageError,
+    Limits,
+    fingerprint,
+    hamming_distance,
+    open_original,
+    read_metadata,
+    render,
+)
 from tests.streams.imaging.photos import (
     decompression_bomb_png,
     encode,
+    heif_grid_of_one_tile,
     heif_with_dangling_property_association,
     jpeg_header_then_garbage,
     make_oriented_photo,
@@ -203,3 +213,96 @@ def test_heif_with_no_readable_image_is_corrupt():
     with pytest.raises(ImageError) as caught:
         open_original(heif_with_dangling_property_association())
     assert caught.value.reason is FailureReason.CORRUPT
+
+
+def test_heif_grid_whose_tiles_decode_to_too_many_pixels_is_refused_before_decoding():
+    # A 2000x2000 picture (4 MP, within the limit) made of 31 x 31 tiles of 512 px: 252 megapixels
+    # to decode, for minutes. The header says so; nothing is decoded.
+    data = heif_grid_of_one_tile(512, 31, 31, output=(2000, 2000))
+    started = time.monotonic()
+    with pytest.raises(ImageError, match="grid tiles") as caught:
+        open_original(data)
+    assert caught.value.reason is FailureReason.TOO_MANY_PIXELS
+    assert time.monotonic() - started < 5  # generous: only the container was parsed
+
+
+def test_heif_that_decodes_slowly_within_the_pixel_limit_fails_at_the_time_limit():
+    # 31 x 31 tiles of 320 px: 98 megapixels, within the limit; libheif needs about 15 s for them
+    # here (more on a busy machine) and cannot be interrupted, so the decoder process is killed.
+    data = heif_grid_of_one_tile(320, 31, 31)
+    open_original(make_photo(32, 32, fmt="HEIF"))  # a decoder process is up: its start is not timed
+    started = time.monotonic()
+    with pytest.raises(ImageError, match=r"took longer than 0\.5 s") as caught:
+        open_original(data, Limits(max_decode_seconds=0.5))
+    assert caught.value.reason is FailureReason.CORRUPT
+    assert time.monotonic() - started < 5  # generous: 10x the limit, a third of the decode
+
+
+def test_heif_decoding_still_works_after_a_decode_was_cut_short():
+    with pytest.raises(ImageError):
+        open_original(heif_grid_of_one_tile(320, 31, 31), Limits(max_decode_seconds=0.2))
+    original = open_original(make_photo(96, 64, fmt="HEIF"))
+    assert (original.width, original.height) == (96, 64)
+
+
+def test_heif_grid_within_the_limits_decodes_to_its_declared_size():
+    original = open_original(heif_grid_of_one_tile(64, 3, 2))
+    assert (original.format, original.width, original.height, original.bands) == ("heif", 192, 128, 3)
+
+
+# Originals on disk: a large original is opened from its path and read as it decodes.
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "GIF", "HEIF"])
+def test_an_original_on_disk_opens_as_its_bytes_do(tmp_path, fmt):
+    data = make_photo(320, 240, seed=4, fmt=fmt)
+    path = tmp_path / f"original.{fmt.lower()}"
+    path.write_bytes(data)
+    on_disk, in_memory = open_original(path), open_original(data)
+    assert (on_disk.format, on_disk.width, on_disk.height, on_disk.bands) == (
+        in_memory.format,
+        in_memory.width,
+        in_memory.height,
+        in_memory.bands,
+    )
+    assert on_disk.size_bytes == len(data)
+    assert hamming_distance(fingerprint(on_disk).phash, fingerprint(in_memory).phash) == 0
+    assert {(v.width, v.height) for v in render(on_disk, THUMB)} == {
+        (v.width, v.height) for v in render(in_memory, THUMB)
+    }
+
+
+def test_metadata_of_an_original_on_disk_comes_from_the_file(tmp_path):
+    data = make_oriented_photo(6)
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(data)
+    assert read_metadata(open_original(path)) == read_metadata(open_original(data))
+
+
+def test_a_path_that_looks_like_libvips_options_is_just_a_path(tmp_path):
+    path = tmp_path / "photo[shrink=8].jpg"
+    path.write_bytes(make_photo(320, 240))
+    (variant, _jpeg) = render(open_original(path), THUMB)
+    assert (variant.width, variant.height) == (300, 225)
+
+
+def test_a_truncated_original_on_disk_is_corrupt_when_decoded(tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(truncated_jpeg())
+    with pytest.raises(ImageError) as caught:
+        fingerprint(open_original(path))
+    assert caught.value.reason is FailureReason.CORRUPT
+
+
+def test_an_original_on_disk_that_is_gone_is_the_callers_error_not_the_uploads(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        open_original(tmp_path / "gone.jpg")
+
+
+@pytest.mark.parametrize(("data", "reason"), [(b"", FailureReason.CORRUPT), (b"plain text", FailureReason.UNSUPPORTED)])
+def test_bad_originals_on_disk_fail_as_their_bytes_do(tmp_path, data, reason):
+    path = tmp_path / "upload"
+    path.write_bytes(data)
+    with pytest.raises(ImageError) as caught:
+        open_original(path)
+    assert caught.value.reason is reason
