@@ -23,7 +23,7 @@ class KafkaUploadEvents:
         *,
         gateway_id: str,
         bucket: str,
-        delivery_timeout: float = 15.0,
+        delivery_timeout: float,
     ) -> None:
         """Open an acks=all idempotent producer."""
         self._producer = EventProducer(settings, delivery_timeout=delivery_timeout, client_id=f"gateway-{gateway_id}")

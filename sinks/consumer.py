@@ -86,9 +86,9 @@ class SinkLoop:
         *,
         group_id: str,
         topics: list[str],
-        batch_size: int = 500,
-        batch_seconds: float = 1.0,
-        retry_seconds: float = 600.0,
+        batch_size: int,
+        batch_seconds: float,
+        retry_seconds: float,
     ) -> None:
         """Create the loop; nothing connects before ``run``."""
         self._sink = sink

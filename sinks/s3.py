@@ -93,7 +93,7 @@ class VariantSink:
         events: ReadyEvents,
         serde: EventSerde,
         *,
-        cache_control: str = "public, max-age=31536000, immutable",
+        cache_control: str,
         straggler_seconds: float = STRAGGLER_SECONDS,
     ) -> None:
         """Create the sink.

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Message
 
+from photostream.config import SinksSettings
 from photostream.objectstore import ObjectMissing
 from schemas.events import ImageReady, VariantRendered
 from schemas.serde import EventSerde
@@ -15,6 +16,7 @@ from schemas.topics import PHOTO_READY, PHOTO_VARIANTS
 from sinks.consumer import Received
 from sinks.s3 import VariantSink, variant_key
 
+CACHE_CONTROL = SinksSettings().cache_control
 SERDE = EventSerde()
 RECEIVED = datetime(2026, 3, 4, 23, 59, tzinfo=UTC)
 SPEC = [("web", "webp"), ("web", "jpeg"), ("thumb", "webp"), ("thumb", "jpeg"), ("square", "webp")]
@@ -82,7 +84,7 @@ def received(event: VariantRendered, offset: int, partition: int = 3) -> Receive
 
 def sink(**options) -> tuple[VariantSink, Bucket, Published]:
     bucket, published = Bucket(), Published()
-    return VariantSink(bucket, published, SERDE, **options), bucket, published
+    return VariantSink(bucket, published, SERDE, **{"cache_control": CACHE_CONTROL, **options}), bucket, published
 
 
 async def test_keys_follow_the_documented_layout_with_caching_and_checksums():
@@ -147,7 +149,7 @@ async def test_after_a_restart_an_image_whose_variants_are_already_stored_is_com
     await first.flush()
     # A new process only sees the last two variants (the rest were committed before it).
     published = Published()
-    second = VariantSink(bucket, published, SERDE, straggler_seconds=0)
+    second = VariantSink(bucket, published, SERDE, cache_control=CACHE_CONTROL, straggler_seconds=0)
     for offset, event in enumerate(events[3:], start=3):
         await second.add(received(event, offset))
     assert await second.flush() == {(PHOTO_VARIANTS, 3): 5}
