@@ -196,6 +196,10 @@ class WorkerSettings(BaseSettings):
     gps_opt_in: str = ""
     # How long an original that S3 cannot serve is retried before the upload fails.
     fetch_retry_seconds: float = Field(default=120.0, ge=0)
+    # Originals larger than this are streamed to a temp file while processed, not held in memory.
+    spill_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
+    # Where those temp files go; unset, the system's temp dir.
+    spill_dir: Path | None = None
     # Seconds without heartbeats before a dead worker's partitions move to the others.
     session_timeout: float = Field(default=10.0, ge=6)
     # Faust's web server (stats, table views); 0 turns it off.

@@ -201,6 +201,27 @@ class ObjectStore:
 
         return await self._call(read)
 
+    async def read_into(self, key: str, write: Callable[[bytes], object], *, chunk_bytes: int = 1 << 20) -> int:
+        """Stream an object to ``write`` chunk by chunk, all on the store's thread; returns its size.
+
+        For originals: nothing holds the whole object, and ``write`` (hashing, spilling to disk)
+        runs off the event loop too. An exception from ``write`` stops the download and comes
+        out as it is; a read that breaks mid-way is ``StoreUnavailable``, and a retry starts over.
+        """
+
+        def read() -> int:
+            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            size = 0
+            try:
+                for chunk in body.iter_chunks(chunk_bytes):
+                    write(chunk)
+                    size += len(chunk)
+            finally:
+                body.close()
+            return size
+
+        return await self._call(read)
+
     async def exists(self, key: str) -> bool:
         """Tell whether ``key`` exists."""
         try:

@@ -6,15 +6,22 @@ duplicate index, and the agent runs it for one partition's uploads strictly in t
 the earlier upload is always the original.
 
 Bad input never raises out of here: it becomes a ``ProcessingFailed`` with a reason code.
+
+Memory: an original is streamed from the store into a ``SpooledOriginal`` (``streams.spill``),
+hashed on the store's thread as it arrives, kept in memory up to ``spill_bytes`` and in a temp
+file beyond, which the image library reads from its path. So the original bytes a worker holds
+are bounded (about ``spill_bytes`` per upload in flight) whatever the originals weigh, and the
+temp file is removed however the upload ends. A temp file that cannot be written (disk full) is
+not the input's fault: the error stops the worker, and the upload is replayed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 import tenacity
@@ -32,15 +39,25 @@ from schemas.events import (
 from streams.duplicates import DuplicateIndex
 from streams.imaging import ImageError, variant_count
 from streams.processing import ImageProcessor, Processed
+from streams.spill import SpooledOriginal
 
 log = logging.getLogger(__name__)
+
+
+# Originals up to this size stay in memory; larger ones go to a temp file while processed.
+DEFAULT_SPILL_BYTES = 8 * 1024 * 1024
 
 
 class Originals(Protocol):
     """Where originals are read from (``photostream.objectstore.ObjectStore`` in production)."""
 
-    async def get(self, key: str) -> bytes:
-        """Return the object's bytes; raise ``ObjectMissing`` or another ``StoreError``."""
+    async def read_into(self, key: str, write: Callable[[bytes], object]) -> int:
+        """Stream the object to ``write`` chunk by chunk, off the event loop; return its size.
+
+        Raises:
+            ObjectMissing: There is no such object.
+            StoreError: Another failure; a retry starts the object over.
+        """
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +89,8 @@ class UploadHandler:
         *,
         gps_opt_in: frozenset[str] = frozenset(),
         fetch_retry_seconds: float = 120.0,
+        spill_bytes: int = DEFAULT_SPILL_BYTES,
+        spill_dir: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """Create the handler.
@@ -81,11 +100,15 @@ class UploadHandler:
             processor: Runs the image library off the event loop.
             gps_opt_in: Photographers whose GPS coordinates stay in their metadata.
             fetch_retry_seconds: How long an unreachable store is retried before the upload fails.
+            spill_bytes: Originals larger than this are kept in a temp file, not in memory.
+            spill_dir: Where those temp files go; the system's temp dir when None.
             clock: The current time (tests pin it).
         """
         self._originals = originals
         self._processor = processor
         self._gps_opt_in = gps_opt_in
+        self._spill_bytes = spill_bytes
+        self._spill_dir = spill_dir
         self._clock = clock
         self._fetch = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(lambda error: isinstance(error, StoreError) and error.retriable),
@@ -99,23 +122,36 @@ class UploadHandler:
         """Fetch the original and derive everything from it; never raises on bad input."""
         started_at = self._clock()
         try:
-            data: bytes = await self._fetch(self._originals.get, upload.original_key)
+            original: SpooledOriginal = await self._fetch(self._download, upload.original_key)
         except ObjectMissing:
             return self._failed(upload, source, started_at, FailureReason.MISSING_ORIGINAL, "the original is gone")
         except StoreError as error:
             detail = f"the original could not be read: {error!r}"
             return self._failed(upload, source, started_at, FailureReason.INTERNAL, detail)
-        if hashlib.sha256(data).hexdigest() != upload.sha256:
-            detail = "the stored original does not match the sha256 the gateway recorded"
-            return self._failed(upload, source, started_at, FailureReason.CORRUPT, detail)
-        try:
-            processed = await self._processor.process(data, keep_gps=upload.photographer_id in self._gps_opt_in)
-        except ImageError as error:
-            return self._failed(upload, source, started_at, error.reason, error.detail)
-        except Exception as error:  # a library bug must not stop the partition
-            log.exception("processing %s failed unexpectedly", upload.upload_id)
-            return self._failed(upload, source, started_at, FailureReason.INTERNAL, f"unexpected error: {error!r}")
+        with original:  # removes the temp file however this ends, cancellation included
+            if original.sha256() != upload.sha256:
+                detail = "the stored original does not match the sha256 the gateway recorded"
+                return self._failed(upload, source, started_at, FailureReason.CORRUPT, detail)
+            keep_gps = upload.photographer_id in self._gps_opt_in
+            try:
+                processed = await self._processor.process(original.source(), keep_gps=keep_gps)
+            except ImageError as error:
+                return self._failed(upload, source, started_at, error.reason, error.detail)
+            except Exception as error:  # a library bug must not stop the partition
+                log.exception("processing %s failed unexpectedly", upload.upload_id)
+                detail = f"unexpected error: {error!r}"
+                return self._failed(upload, source, started_at, FailureReason.INTERNAL, detail)
         return Prepared(upload=upload, started_at=started_at, processed=processed)
+
+    async def _download(self, key: str) -> SpooledOriginal:
+        """One attempt: stream the original into a fresh spool, hashing it on the store's thread."""
+        original = SpooledOriginal(self._spill_bytes, self._spill_dir)
+        try:
+            await self._originals.read_into(key, original.write)
+        except BaseException:
+            original.discard()  # a retry starts over; a cancelled download stops at its next chunk
+            raise
+        return original
 
     def decide(self, prepared: Prepared, source: Source, duplicates: DuplicateIndex) -> Sequence[Event]:
         """Check for duplicates and return the events to emit, variants first.

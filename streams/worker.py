@@ -53,6 +53,8 @@ def build_app(
         processor,
         gps_opt_in=worker.gps_opt_in_ids(),
         fetch_retry_seconds=worker.fetch_retry_seconds,
+        spill_bytes=worker.spill_bytes,
+        spill_dir=worker.spill_dir,
     )
     return create_app(worker, kafka, handler, EventSerde(registry.url))
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -24,20 +26,37 @@ SOURCE = Source("photo-uploads", 3, 41)
 
 
 class Originals:
-    """Objects by key, with a number of transient failures to serve before each read succeeds."""
+    """Objects by key, with a number of transient failures to serve before each read succeeds.
 
-    def __init__(self, objects: dict[str, bytes], *, unavailable_for: int = 0) -> None:
+    Like the S3 adapter, it writes each object in chunks from a worker thread. With
+    ``break_after``, the failing reads break after that many bytes instead of refusing at once.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, objects: dict[str, bytes], *, unavailable_for: int = 0, break_after: int = 0) -> None:
         self.objects = objects
         self.unavailable_for = unavailable_for
+        self.break_after = break_after
         self.reads = 0
 
-    async def get(self, key: str) -> bytes:
+    async def read_into(self, key: str, write) -> int:
         self.reads += 1
-        if self.reads <= self.unavailable_for:
+        failing = self.reads <= self.unavailable_for
+        if failing and not self.break_after:
             raise StoreUnavailable("connection refused")
         if key not in self.objects:
             raise ObjectMissing("NoSuchKey")
-        return self.objects[key]
+        data = self.objects[key][: self.break_after] if failing else self.objects[key]
+
+        def stream() -> int:
+            for start in range(0, len(data), self.CHUNK):
+                write(data[start : start + self.CHUNK])
+            if failing:
+                raise StoreUnavailable("connection reset mid-body")
+            return len(data)
+
+        return await asyncio.to_thread(stream)
 
 
 def upload_of(data: bytes, *, photographer: str = "alice", key: str = "originals/alice/1") -> UploadReceived:
@@ -196,3 +215,108 @@ async def test_an_unexpected_library_error_is_internal_and_not_raised(executor, 
     (failure,) = await run(handler, upload)
     assert failure.reason is FailureReason.INTERNAL
     assert "a bug" in failure.detail
+
+
+# Originals larger than the spill threshold are processed from a temp file, removed however it ends.
+
+SPILL = 64 * 1024
+
+
+def spilling_handler(originals, executor, directory, **options) -> UploadHandler:
+    return handler_for(originals, executor, spill_bytes=SPILL, spill_dir=directory, **options)
+
+
+def spy_on_sources(handler: UploadHandler, monkeypatch, directory) -> list[tuple[object, list]]:
+    """Record what the image library is given, and the temp files there are meanwhile."""
+    seen: list[tuple[object, list]] = []
+    process = handler._processor.process
+
+    async def spy(source, **options):
+        seen.append((source, sorted(directory.iterdir()) if directory.exists() else []))
+        return await process(source, **options)
+
+    monkeypatch.setattr(handler._processor, "process", spy)
+    return seen
+
+
+async def test_a_large_original_is_processed_from_a_temp_file_then_removed(executor, tmp_path, monkeypatch):
+    data = photo(10, size=(1200, 900))
+    assert len(data) > SPILL
+    upload = upload_of(data)
+    handler = spilling_handler(Originals({upload.original_key: data}), executor, tmp_path)
+    seen = spy_on_sources(handler, monkeypatch, tmp_path)
+    *_, summary = await run(handler, upload)
+    assert isinstance(summary, ImageProcessed)
+    assert summary.metadata.bytes == len(data)
+    ((source, files),) = seen
+    assert isinstance(source, Path)
+    assert files == [source]
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_small_original_is_processed_from_memory(executor, tmp_path, monkeypatch):
+    data = photo(11, size=(64, 48))
+    assert len(data) <= SPILL
+    upload = upload_of(data)
+    handler = spilling_handler(Originals({upload.original_key: data}), executor, tmp_path)
+    seen = spy_on_sources(handler, monkeypatch, tmp_path)
+    *_, summary = await run(handler, upload)
+    assert isinstance(summary, ImageProcessed)
+    assert seen == [(data, [])]
+
+
+async def test_a_large_original_that_cannot_be_decoded_leaves_no_temp_file(executor, tmp_path, monkeypatch):
+    data = photo(12, size=(1200, 900))
+    stored = data[: len(data) // 2]
+    assert len(stored) > SPILL
+    upload = upload_of(stored)
+    handler = spilling_handler(Originals({upload.original_key: stored}), executor, tmp_path)
+    seen = spy_on_sources(handler, monkeypatch, tmp_path)
+    (failure,) = await run(handler, upload)
+    assert failure.reason is FailureReason.CORRUPT
+    assert isinstance(seen[0][0], Path)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_large_original_that_changed_is_corrupt_and_leaves_no_temp_file(executor, tmp_path, monkeypatch):
+    upload = upload_of(photo(13, size=(1200, 900)))
+    other = photo(14, size=(1200, 900))
+    handler = spilling_handler(Originals({upload.original_key: other}), executor, tmp_path)
+    seen = spy_on_sources(handler, monkeypatch, tmp_path)
+    (failure,) = await run(handler, upload)
+    assert failure.reason is FailureReason.CORRUPT
+    assert "sha256" in failure.detail
+    assert seen == []  # never decoded
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_cancelled_upload_leaves_no_temp_file(executor, tmp_path, monkeypatch):
+    data = photo(15, size=(1200, 900))
+    upload = upload_of(data)
+    handler = spilling_handler(Originals({upload.original_key: data}), executor, tmp_path)
+    processing = asyncio.Event()
+
+    async def stuck(source, **_options):
+        processing.set()
+        await asyncio.Event().wait()  # the worker stops while this upload is being processed
+
+    monkeypatch.setattr(handler._processor, "process", stuck)
+    task = asyncio.create_task(handler.prepare(upload, SOURCE))
+    await asyncio.wait_for(processing.wait(), 10)
+    assert len(list(tmp_path.iterdir())) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_download_broken_mid_body_starts_over_in_a_fresh_spool(executor, tmp_path):
+    data = photo(16, size=(1200, 900))
+    upload = upload_of(data)
+    # The first read breaks after 100 KB, already spilled to disk; the retry must not append to it.
+    originals = Originals({upload.original_key: data}, unavailable_for=1, break_after=100_000)
+    handler = spilling_handler(originals, executor, tmp_path, fetch_retry_seconds=30)
+    *_, summary = await run(handler, upload)
+    assert isinstance(summary, ImageProcessed)
+    assert originals.reads == 2
+    assert list(tmp_path.iterdir()) == []
