@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from photostream.http import bearer_token
 from photostream.warehouse import Reader, WarehouseError, jsonable
 from producers import problems
 
@@ -75,9 +76,8 @@ class Dashboard:
     def allowed(self, request: web.Request) -> bool:
         """Whether the request may see the dashboard (see the module docstring)."""
         if self._token:
-            bearer = request.headers.get("Authorization", "")
-            if bearer.lower().startswith("bearer "):
-                return hmac.compare_digest(bearer[7:].strip().encode(), self._token.encode())
+            if (given := bearer_token(request)) is not None:
+                return hmac.compare_digest(given.encode(), self._token.encode())
             if hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), self._cookie.encode()):
                 return True
             return self._query_token_valid(request)

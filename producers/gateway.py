@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import unicodedata
 import uuid
@@ -30,6 +29,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
 from photostream.config import GatewaySettings
+from photostream.http import bearer_token
 from photostream.objectstore import ObjectStore, StoreError, StoreUnavailable
 from photostream.producer import PublishError
 from photostream.warehouse import WarehouseError
@@ -52,7 +52,6 @@ MAX_FILENAME_CHARS = 255
 # with 413), plus a few other parts (title, tags, clients' extras); beyond that it is refused whole.
 PART_LIMIT_FACTOR = 10
 MAX_OTHER_PARTS = 16
-_BEARER = re.compile(r"^Bearer\s+(\S+)\s*$", re.IGNORECASE)
 
 
 class UploadEvents(Protocol):
@@ -144,8 +143,7 @@ class Gateway:
     # -- authentication -------------------------------------------------------------
 
     async def _photographer(self, request: web.Request) -> str:
-        match = _BEARER.match(request.headers.get("Authorization", ""))
-        api_key = match.group(1) if match else None
+        api_key = bearer_token(request)
         wait = self.auth_failures.retry_after(request.remote)
         if wait is not None:
             # A client that keeps failing may still use a key this process knows to be valid

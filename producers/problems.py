@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from photostream import media
+from photostream.http import PROBLEM_CONTENT_TYPE, problem_body, problem_response
 
-# Relative type URIs (RFC 9457 allows them), resolved against the gateway that answered.
-PROBLEM_TYPE_BASE = "/problems/"
-CONTENT_TYPE = "application/problem+json"
+CONTENT_TYPE = PROBLEM_CONTENT_TYPE
 
 
 @dataclass(frozen=True)
@@ -27,23 +25,11 @@ class Problem:
 
     def to_dict(self) -> dict[str, Any]:
         """The RFC 9457 members plus our extensions."""
-        return {
-            "type": PROBLEM_TYPE_BASE + self.code,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "code": self.code,
-            **self.extra,
-        }
+        return problem_body(self.code, self.status, self.title, self.detail, **self.extra)
 
     def response(self, headers: dict[str, str] | None = None) -> web.Response:
         """This problem as an HTTP response."""
-        return web.Response(
-            status=self.status,
-            body=json.dumps(self.to_dict()).encode(),
-            content_type=CONTENT_TYPE,
-            headers=headers,
-        )
+        return problem_response(self.code, self.status, self.title, self.detail, headers=headers, **self.extra)
 
 
 class ProblemError(Exception):

@@ -13,16 +13,16 @@ import hmac
 
 from aiohttp import web
 
+from photostream.http import bearer_token, problem_response
 from photostream.warehouse import PROBLEM_TYPES, QUERY_PATH, EngineReader, WarehouseError, jsonable
 
 
 def query_routes(reader: EngineReader, token: str) -> list[web.RouteDef]:
     """The endpoint's routes, answering only callers that prove ``token``."""
-    expected = f"Bearer {token}".encode()
 
     async def handle(request: web.Request) -> web.Response:
-        given = request.headers.get("Authorization", "").encode()
-        if not token or not hmac.compare_digest(given, expected):
+        given = bearer_token(request) or ""
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
             return _problem(401, "unauthorized", "a valid Bearer token is required")
         try:
             body = await request.json()
@@ -43,8 +43,4 @@ def query_routes(reader: EngineReader, token: str) -> list[web.RouteDef]:
 
 
 def _problem(status: int, code: str, detail: str) -> web.Response:
-    return web.json_response(
-        {"type": f"/problems/{code}", "title": code.replace("-", " "), "status": status, "detail": detail},
-        status=status,
-        content_type="application/problem+json",
-    )
+    return problem_response(code, status, code.replace("-", " "), detail)
