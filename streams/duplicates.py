@@ -49,7 +49,7 @@ class Duplicate:
 class DuplicateIndex:
     """Finds and records each photographer's earlier photos by content."""
 
-    def __init__(self, store: Store, *, max_distance: int = 6) -> None:
+    def __init__(self, store: Store, *, max_distance: int) -> None:
         """Create the index.
 
         Args:

@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 
 # Originals up to this size stay in memory; larger ones go to a temp file while processed.
-DEFAULT_SPILL_BYTES = 8 * 1024 * 1024
 
 
 class Originals(Protocol):
@@ -88,8 +87,8 @@ class UploadHandler:
         processor: ImageProcessor,
         *,
         gps_opt_in: frozenset[str] = frozenset(),
-        fetch_retry_seconds: float = 120.0,
-        spill_bytes: int = DEFAULT_SPILL_BYTES,
+        fetch_retry_seconds: float,
+        spill_bytes: int,
         spill_dir: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from photostream.config import WorkerSettings
 from photostream.objectstore import ObjectMissing, StoreUnavailable
 from schemas.events import FailureReason, ImageProcessed, ProcessingFailed, UploadReceived, VariantRendered
 from streams.duplicates import DuplicateIndex
@@ -22,6 +23,7 @@ from streams.processing import ImageProcessor
 from tests.streams.uploads import photo
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+WORKER = WorkerSettings()
 SOURCE = Source("photo-uploads", 3, 41)
 
 
@@ -92,14 +94,18 @@ def executor():
 
 
 def handler_for(originals, executor, **options) -> UploadHandler:
+    defaults = {"fetch_retry_seconds": WORKER.fetch_retry_seconds, "spill_bytes": WORKER.spill_bytes}
     return UploadHandler(
-        originals, ImageProcessor(executor, limits=Limits(max_pixels=4_000_000)), clock=lambda: NOW, **options
+        originals,
+        ImageProcessor(executor, limits=Limits(max_pixels=4_000_000)),
+        clock=lambda: NOW,
+        **(defaults | options),
     )
 
 
 async def run(handler: UploadHandler, upload: UploadReceived, index: DuplicateIndex | None = None):
     prepared = await handler.prepare(upload, SOURCE)
-    return handler.decide(prepared, SOURCE, index or DuplicateIndex({}))
+    return handler.decide(prepared, SOURCE, index or DuplicateIndex({}, max_distance=WORKER.duplicate_distance))
 
 
 async def test_a_photo_becomes_its_variants_then_its_summary(executor):
@@ -123,7 +129,7 @@ async def test_the_second_of_two_copies_points_at_the_first(executor):
     data = photo(2, size=(400, 300))
     first, second = upload_of(data, key="k1"), upload_of(data, key="k2")
     handler = handler_for(Originals({"k1": data, "k2": data}), executor)
-    index = DuplicateIndex({})
+    index = DuplicateIndex({}, max_distance=WORKER.duplicate_distance)
     (*_, summary1) = handler.decide(
         await handler.prepare(first, Source("photo-uploads", 0, 1)), Source("photo-uploads", 0, 1), index
     )

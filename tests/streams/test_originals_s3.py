@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from photostream.config import WorkerSettings
 from photostream.objectstore import ObjectMissing, ObjectStore
 from schemas.events import ImageProcessed
 from streams.duplicates import DuplicateIndex
@@ -65,6 +66,7 @@ async def test_the_handler_processes_a_large_original_from_s3_through_a_temp_fil
         handler = UploadHandler(
             store,
             ImageProcessor(executor, limits=Limits(max_pixels=10_000_000)),
+            fetch_retry_seconds=WorkerSettings().fetch_retry_seconds,
             spill_bytes=256 * 1024,
             spill_dir=tmp_path,
         )
@@ -72,7 +74,9 @@ async def test_the_handler_processes_a_large_original_from_s3_through_a_temp_fil
             prepared = await handler.prepare(upload, source)
         finally:
             await store.delete(upload.original_key)
-    *variants, summary = handler.decide(prepared, source, DuplicateIndex({}))
+    *variants, summary = handler.decide(
+        prepared, source, DuplicateIndex({}, max_distance=WorkerSettings().duplicate_distance)
+    )
     assert isinstance(summary, ImageProcessed), prepared.failure
     assert (summary.metadata.width, summary.metadata.bytes) == (2400, len(data))
     assert len(variants) == 5
