@@ -66,8 +66,9 @@ lint: $(INSTALLED) ## ruff: lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(INSTALLED) ## mypy over the packages
+typecheck: $(INSTALLED) ## mypy over the packages, strict on the event contract, the image library and the read side
 	$(VENV)/bin/mypy photostream producers streams sinks schemas
+	$(VENV)/bin/mypy --strict schemas streams/imaging photostream/warehouse.py
 
 clean: ## Remove the virtualenv and caches (not var/, the stack's data)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache

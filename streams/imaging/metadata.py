@@ -203,10 +203,11 @@ def _utc_offset(tags: Tags) -> str | None:
 
 
 def _gps_coordinate(tags: Tags, key: str, ref_key: str, *, negative: str) -> float | None:
-    parts = [_as_float(v) for v in _values(tags, key)[:3]]
-    if not parts or any(p is None or p < 0 for p in parts):
+    maybe = [_as_float(v) for v in _values(tags, key)[:3]]
+    parts = [p for p in maybe if p is not None and p >= 0]
+    if not parts or len(parts) != len(maybe):
         return None
-    degrees = sum(p / 60**i for i, p in enumerate(parts))  # type: ignore[operator]
+    degrees: float = sum(p / 60**i for i, p in enumerate(parts))
     limit = 90 if "Latitude" in key else 180
     if degrees > limit:
         return None
