@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from schemas.events import ImageProcessed, ImageReady, ProcessingFailed, Record, UploadReceived, VariantRendered
@@ -26,3 +27,21 @@ EVENT_BY_TOPIC: Mapping[str, type[Record]] = MappingProxyType(
 
 TOPIC_BY_EVENT: Mapping[type[Record], str] = MappingProxyType({cls: topic for topic, cls in EVENT_BY_TOPIC.items()})
 """Event class to the topic it is produced to."""
+
+
+Partition = tuple[str, int]
+"""A (topic, partition) pair: the unit of ordering and of committed offsets."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an event sits in Kafka: (topic, partition, offset). Dead letters carry it; replays are told by it."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def partition_of(self) -> Partition:
+        """The (topic, partition) the event belongs to."""
+        return self.topic, self.partition

@@ -16,7 +16,7 @@ from typing import Any
 
 from schemas.errors import SerdeError
 from schemas.serde import EventSerde
-from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS
+from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, Partition
 from sinks.consumer import Received
 from sinks.rows import TABLE_COLUMNS, rows_for
 from sinks.writer import ClickHouseWriter
@@ -24,8 +24,6 @@ from sinks.writer import ClickHouseWriter
 log = logging.getLogger(__name__)
 
 TOPICS = [PHOTO_UPLOADS, PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED]
-
-Partition = tuple[str, int]
 
 
 class ClickHouseSink:

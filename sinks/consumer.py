@@ -24,10 +24,11 @@ import tenacity
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from photostream.config import KafkaSettings
+from schemas.topics import Partition
 
 log = logging.getLogger(__name__)
 
-Offsets = dict[tuple[str, int], int]
+Offsets = dict[Partition, int]
 """Next offset to read, by (topic, partition)."""
 
 
@@ -49,7 +50,7 @@ class Received:
         return cls(topic, partition, offset, message.value() or b"")
 
     @property
-    def source(self) -> tuple[str, int]:
+    def source(self) -> Partition:
         """The (topic, partition) it came from."""
         return self.topic, self.partition
 
@@ -72,7 +73,7 @@ class Sink(Protocol):
             Exception: Anything; the loop retries the flush with backoff and commits nothing.
         """
 
-    def drop(self, partitions: Iterable[tuple[str, int]]) -> None:
+    def drop(self, partitions: Iterable[Partition]) -> None:
         """Forget uncommitted work of partitions this consumer no longer owns."""
 
 
@@ -110,7 +111,7 @@ class SinkLoop:
         )
         # librdkafka's consumer is not thread-safe: every call goes through this one thread.
         self._kafka_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{sink.name}-kafka")
-        self._revoked: list[tuple[str, int]] = []
+        self._revoked: list[Partition] = []
         self._revoked_lock = threading.Lock()
         self._stopping = asyncio.Event()
 

@@ -30,7 +30,7 @@ from photostream.objectstore import ObjectMissing, ObjectStore
 from schemas.errors import SerdeError
 from schemas.events import ImageReady, StoredVariant, VariantRendered
 from schemas.serde import EventSerde
-from schemas.topics import PHOTO_READY
+from schemas.topics import PHOTO_READY, Partition
 from sinks.consumer import Received
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class _Image:
     photographer_id: str
     received_at: datetime
     expected: int
-    partition: tuple[str, int]
+    partition: Partition
     first_offset: int
     stored: dict[tuple[str, str], StoredVariant] = field(default_factory=dict)
     progressed: float = field(default_factory=time.monotonic)
@@ -78,7 +78,7 @@ class _Image:
 class _Write:
     event: VariantRendered
     key: str
-    partition: tuple[str, int]
+    partition: Partition
     offset: int
 
 
@@ -112,7 +112,7 @@ class VariantSink:
         self._straggler_seconds = straggler_seconds
         self._writes: list[_Write] = []
         self._images: dict[uuid.UUID, _Image] = {}
-        self._next: dict[tuple[str, int], int] = {}
+        self._next: dict[Partition, int] = {}
         self._recent: OrderedDict[uuid.UUID, None] = OrderedDict()
 
     def pending(self) -> int:
@@ -143,7 +143,7 @@ class VariantSink:
                 first_offset=message.offset,
             )
 
-    async def flush(self) -> dict[tuple[str, int], int]:
+    async def flush(self) -> dict[Partition, int]:
         """Write the batch's variants, announce the images now complete, return safe offsets."""
         writes, self._writes = self._writes, []
         try:
@@ -161,7 +161,7 @@ class VariantSink:
             await self._announce(image)
         return self._safe_offsets()
 
-    def drop(self, partitions: Iterable[tuple[str, int]]) -> None:
+    def drop(self, partitions: Iterable[Partition]) -> None:
         """Forget images and writes of partitions no longer ours; their new owner replays them."""
         gone = set(partitions)
         self._writes = [write for write in self._writes if write.partition not in gone]
@@ -219,7 +219,7 @@ class VariantSink:
                 if stored is not None:
                     image.stored.setdefault((stored.variant, stored.format), stored)
 
-    def _safe_offsets(self) -> dict[tuple[str, int], int]:
+    def _safe_offsets(self) -> dict[Partition, int]:
         offsets = dict(self._next)
         for image in self._images.values():
             offsets[image.partition] = min(offsets.get(image.partition, image.first_offset), image.first_offset)

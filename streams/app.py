@@ -35,7 +35,8 @@ from schemas.events import UploadReceived
 from schemas.serde import EventSerde
 from streams.duplicates import DuplicateIndex
 from streams.faust_fixes import App, TrackedTable, changelog_sends
-from streams.handler import Prepared, Source, UploadHandler
+from schemas.topics import Source
+from streams.handler import Prepared, UploadHandler
 from streams.ordered import OrderedWindow
 
 log = logging.getLogger(__name__)

@@ -36,6 +36,7 @@ from schemas.events import (
     UploadReceived,
     VariantRendered,
 )
+from schemas.topics import Source
 from streams.duplicates import DuplicateIndex
 from streams.imaging import ImageError, variant_count
 from streams.processing import ImageProcessor, Processed
@@ -57,15 +58,6 @@ class Originals(Protocol):
             ObjectMissing: There is no such object.
             StoreError: Another failure; a retry starts the object over.
         """
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where an event was read: for dead letters and for ordering duplicates."""
-
-    topic: str
-    partition: int
-    offset: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,9 @@ from PIL import Image
 from photostream.config import WorkerSettings
 from photostream.objectstore import ObjectMissing, StoreUnavailable
 from schemas.events import FailureReason, ImageProcessed, ProcessingFailed, UploadReceived, VariantRendered
+from schemas.topics import Source
 from streams.duplicates import DuplicateIndex
-from streams.handler import Source, UploadHandler
+from streams.handler import UploadHandler
 from streams.imaging import Limits
 from streams.processing import ImageProcessor
 from tests.streams.uploads import photo

@@ -12,8 +12,9 @@ import pytest
 from photostream.config import WorkerSettings
 from photostream.objectstore import ObjectMissing, ObjectStore
 from schemas.events import ImageProcessed
+from schemas.topics import Source
 from streams.duplicates import DuplicateIndex
-from streams.handler import Source, UploadHandler
+from streams.handler import UploadHandler
 from streams.imaging import Limits
 from streams.processing import ImageProcessor
 from tests.streams.test_handler import upload_of
