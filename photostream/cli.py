@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import click
 
 from photostream import __version__
-from photostream.config import StackSettings
+from photostream.config import LogSettings, StackSettings
 from photostream.stack import Stack, StackError, State, Status
 
 _BROKERS = click.option(
@@ -24,6 +23,17 @@ _BROKERS = click.option(
 def _print_report(report: Iterable[Status]) -> None:
     for line in report:
         click.echo(str(line))
+
+
+def _setup_logging(service: str, level: str | None = None) -> LogSettings:
+    """Log as LOG_FORMAT and LOG_LEVEL (or ``level``) say; a value they cannot take is a usage error."""
+    from photostream.logs import setup_logging
+
+    try:
+        settings = LogSettings() if level is None else LogSettings(level=level)
+    except ValueError as exc:  # pydantic's ValidationError: an unknown format or level
+        raise click.ClickException(str(exc)) from exc
+    return setup_logging(service, settings)
 
 
 def _stack(brokers: int | None) -> Stack:
@@ -91,6 +101,8 @@ def run() -> None:
     """Run the pipeline on the local stack until Ctrl-C; stop what this command started."""
     from photostream.local_run import run_local
 
+    # The workers and the sinks it starts inherit LOG_FORMAT and LOG_LEVEL with the environment.
+    _setup_logging("run")
     try:
         run_local(click.echo)
     except StackError as exc:
@@ -102,17 +114,17 @@ def gateway() -> None:
     """Serve the HTTP upload gateway (GATEWAY_HOST:GATEWAY_PORT, default 127.0.0.1:8080)."""
     from producers.service import run_gateway
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging("gateway")
     run_gateway()
 
 
 @main.command()
-@click.option("--loglevel", default="info", show_default=True, help="Log level of the worker.")
-def worker(loglevel: str) -> None:
+@click.option("--loglevel", help="Log level of the worker [default: LOG_LEVEL, INFO].")
+def worker(loglevel: str | None) -> None:
     """Run a Faust processing worker; start several to share the partitions."""
     from streams.worker import run_worker
 
-    run_worker(loglevel)
+    run_worker(_setup_logging("worker", loglevel))
 
 
 @main.command()
@@ -196,7 +208,7 @@ def sinks() -> None:
     """Run the sink consumers: variants into S3 (and ImageReady), events into ClickHouse."""
     from sinks.service import run_sinks
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging("sinks")
     run_sinks()
 
 

@@ -11,6 +11,7 @@ environment prefix, so every variable name is visible here and in the README:
     WORKER_*           the Faust processing workers
     SINKS_*            the S3 and ClickHouse sink consumers
     STACK_*            the local development stack (ports, data folder)
+    LOG_*              how every service logs (text or JSON lines, level)
 
 Defaults run the local stack with no edits. Services build the settings they
 need at start-up and pass them down; nothing else reads the environment.
@@ -19,12 +20,14 @@ need at start-up and pass them down; nothing else reads the environment.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Credentials of the loopback-only development S3 server that `photostream stack up`
@@ -286,6 +289,28 @@ class StackSettings(BaseSettings):
         return f"chdb://{self.var_dir / 'clickhouse'}"
 
 
+class LogSettings(BaseSettings):
+    """How every service logs (see photostream.logs): plain text or one JSON object per line."""
+
+    model_config = _config("LOG_")
+
+    format: Literal["plain", "json"] = "plain"
+    level: str = "INFO"
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping() or level == "NOTSET":
+            raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
+        return level
+
+
 def clickhouse_settings(stack: StackSettings | None = None) -> ClickHouseSettings:
     """ClickHouse settings with the DSN filled in from the stack when unset."""
     settings = ClickHouseSettings()
@@ -304,6 +329,7 @@ ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
     WorkerSettings,
     SinksSettings,
     StackSettings,
+    LogSettings,
 )
 
 

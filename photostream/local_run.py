@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -41,7 +40,6 @@ def run_local(echo: Callable[[str], None]) -> None:
     """Start the stack, workers and sinks, then serve the gateway until SIGINT/SIGTERM; stop what was started."""
     from producers.service import run_gateway
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stack = Stack()
     report = stack.up()
     started = {item.name for item in report if item.state is State.STARTED}

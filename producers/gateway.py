@@ -30,6 +30,7 @@ from aiohttp.typedefs import Middleware
 
 from photostream.config import GatewaySettings
 from photostream.http import bearer_token
+from photostream.logs import upload_context
 from photostream.objectstore import ObjectStore, StoreError, StoreUnavailable
 from photostream.producer import PublishError
 from photostream.warehouse import WarehouseError
@@ -169,6 +170,10 @@ class Gateway:
     async def create_uploads(self, request: web.Request) -> web.Response:
         """Accept one or more files; see the module docstring."""
         photographer_id = await self._photographer(request)
+        with upload_context(photographer_id=photographer_id):
+            return await self._create_uploads(request, photographer_id)
+
+    async def _create_uploads(self, request: web.Request, photographer_id: str) -> web.Response:
         now = datetime.now(UTC)
         if await self.services.ledger.accepted_today(photographer_id, now) >= self.settings.daily_quota:
             self.metrics.rejections.labels("quota").inc()
@@ -296,39 +301,41 @@ class Gateway:
             return
 
         upload_id = upload_id_for(batch.photographer_id, staged.sha256)
-        twin = next((item for item in batch.accepted if item.upload_id == upload_id), None)
-        existing = twin is None and await self.services.ledger.find(upload_id)
-        if twin or existing:
-            # The same photo again: answer with the image that exists, store nothing new.
-            await writer.abort()
-            self.metrics.files.labels("duplicate").inc()
+        with upload_context(upload_id=upload_id):
+            twin = next((item for item in batch.accepted if item.upload_id == upload_id), None)
+            existing = twin is None and await self.services.ledger.find(upload_id)
+            if twin or existing:
+                # The same photo again: answer with the image that exists, store nothing new.
+                await writer.abort()
+                self.metrics.files.labels("duplicate").inc()
+                log.info("%s (%d bytes) was uploaded before: nothing new stored", filename, staged.size)
+                batch.results.append(
+                    {
+                        "upload_id": upload_id,
+                        "filename": filename,
+                        "status": "queued",
+                        "status_url": _status_url(upload_id),
+                        "existing": True,
+                    }
+                )
+                return
+            quota = self.settings.daily_quota
+            if not await self.services.ledger.reserve(batch.photographer_id, upload_id, received_at, quota):
+                # Another request took the last slot while this file was arriving.
+                await writer.abort()
+                self._reject_over_quota(batch, part.filename)
+                return
+            try:
+                await self._store_original(writer, batch.photographer_id, upload_id)
+            except BaseException:
+                self.services.ledger.release(batch.photographer_id, upload_id, received_at)
+                raise
+            self.metrics.bytes_received.inc(staged.size)
+            self.metrics.files.labels("accepted").inc()
+            batch.accepted.append(_Accepted(staged, filename, upload_id, received_at, datetime.now(UTC)))
             batch.results.append(
-                {
-                    "upload_id": upload_id,
-                    "filename": filename,
-                    "status": "queued",
-                    "status_url": _status_url(upload_id),
-                    "existing": True,
-                }
+                {"upload_id": upload_id, "filename": filename, "status": "queued", "status_url": _status_url(upload_id)}
             )
-            return
-        quota = self.settings.daily_quota
-        if not await self.services.ledger.reserve(batch.photographer_id, upload_id, received_at, quota):
-            # Another request took the last slot while this file was arriving.
-            await writer.abort()
-            self._reject_over_quota(batch, part.filename)
-            return
-        try:
-            await self._store_original(writer, batch.photographer_id, upload_id)
-        except BaseException:
-            self.services.ledger.release(batch.photographer_id, upload_id, received_at)
-            raise
-        self.metrics.bytes_received.inc(staged.size)
-        self.metrics.files.labels("accepted").inc()
-        batch.accepted.append(_Accepted(staged, filename, upload_id, received_at, datetime.now(UTC)))
-        batch.results.append(
-            {"upload_id": upload_id, "filename": filename, "status": "queued", "status_url": _status_url(upload_id)}
-        )
 
     def _release(self, batch: _Batch) -> None:
         """Give back the quota slots of files that will not be saved."""
@@ -362,11 +369,12 @@ class Gateway:
             if await self.services.ledger.find(upload_id) is None:
                 await self.services.store.delete(key)
 
-        try:
-            await self.originals.discard(upload_id, delete_unless_acknowledged)
-        except StoreError as exc:
-            # A retry of the same photo writes the same key, so this is not stored twice.
-            log.warning("could not delete original %s of an unpublished upload: %s", key, exc)
+        with upload_context(upload_id=upload_id, photographer_id=photographer_id):
+            try:
+                await self.originals.discard(upload_id, delete_unless_acknowledged)
+            except StoreError as exc:
+                # A retry of the same photo writes the same key, so this is not stored twice.
+                log.warning("could not delete original %s of an unpublished upload: %s", key, exc)
 
     async def _publish(self, batch: _Batch) -> None:
         records = [
@@ -404,6 +412,9 @@ class Gateway:
             for record, outcome in zip(records, outcomes, strict=True):
                 if outcome is not None:
                     await self._discard(batch.photographer_id, record.upload_id)
+        for record in published:
+            with upload_context(upload_id=record.upload_id):
+                log.info("accepted %s (%d bytes, %s)", record.filename, record.bytes, record.content_type)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -440,13 +451,14 @@ class Gateway:
             raise problems.not_found(f"no upload {upload_id}")
         progress = Progress(status="queued")
         if self.services.status is not None:
-            try:
-                progress = await self.services.status.progress(upload_id, photographer_id)
-            except WarehouseError as exc:
-                log.warning("status of %s unavailable: %s", upload_id, exc)
-                raise problems.unavailable(
-                    "the pipeline's status store does not answer", self.settings.retry_after_seconds
-                ) from exc
+            with upload_context(upload_id=upload_id, photographer_id=photographer_id):
+                try:
+                    progress = await self.services.status.progress(upload_id, photographer_id)
+                except WarehouseError as exc:
+                    log.warning("status of %s unavailable: %s", upload_id, exc)
+                    raise problems.unavailable(
+                        "the pipeline's status store does not answer", self.settings.retry_after_seconds
+                    ) from exc
         body: dict[str, Any] = {
             "upload_id": record.upload_id,
             "photographer_id": record.photographer_id,

@@ -15,6 +15,7 @@ from photostream.config import (
     SchemaRegistrySettings,
     clickhouse_settings,
 )
+from photostream.logs import announce
 from photostream.objectstore import ObjectStore
 from photostream.topics import ensure_topics
 from photostream.warehouse import reader_for
@@ -78,7 +79,7 @@ def run_gateway() -> None:
     def listening(_: str) -> None:
         # run_app calls this once every site is started, so the port is bound: callers
         # (make run, tests, supervisors) may send requests as soon as they read the line.
-        print(f"gateway listening on http://{gateway.host}:{gateway.port}", flush=True)
+        announce(log, f"gateway listening on http://{gateway.host}:{gateway.port}")
 
     try:
         web.run_app(

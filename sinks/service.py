@@ -22,6 +22,7 @@ from photostream.config import (
     SinksSettings,
     clickhouse_settings,
 )
+from photostream.logs import announce
 from photostream.objectstore import ObjectStore
 from photostream.producer import EventProducer
 from photostream.topics import ensure_topics
@@ -85,7 +86,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stop_all, loops)
-    print("sinks running", flush=True)
+    announce(log, "sinks running")
     try:
         await asyncio.gather(*(sink_loop.run() for sink_loop in loops))
     finally:

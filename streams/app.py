@@ -28,6 +28,7 @@ import faust
 from faust.types import EventT, StreamT
 
 from photostream.config import KafkaSettings, WorkerSettings
+from photostream.logs import upload_context
 from photostream.topics import PARTITIONS, VARIANT_MAX_MESSAGE_BYTES
 from schemas import topics
 from schemas.errors import SerdeError
@@ -109,16 +110,21 @@ def create_app(
         if not isinstance(decoded, UploadReceived):
             log.error("skipping a %s on %s at offset %s", type(decoded).__name__, source.topic, source.offset)
             return None
-        return await handler.prepare(decoded, source)
+        # Every line logged while this upload is handled names it (tasks started here inherit the
+        # ids; the image library's executor threads do not, see photostream.logs).
+        with upload_context(upload_id=decoded.upload_id, photographer_id=decoded.photographer_id):
+            return await handler.prepare(decoded, source)
 
     async def decide(event: EventT, prepared: Prepared | None) -> list[Any]:
         sends: list[Any] = []
         if prepared is not None:
-            changelog_sends.set(sends)
-            for output in handler.decide(prepared, _source(event), duplicates):
-                topic = topics.TOPIC_BY_EVENT[type(output)]
-                encoded = serde.encode(output, topic)
-                sends.append(await outputs[topic].send(key=output.photographer_id.encode(), value=encoded))
+            upload = prepared.upload
+            with upload_context(upload_id=upload.upload_id, photographer_id=upload.photographer_id):
+                changelog_sends.set(sends)
+                for output in handler.decide(prepared, _source(event), duplicates):
+                    topic = topics.TOPIC_BY_EVENT[type(output)]
+                    encoded = serde.encode(output, topic)
+                    sends.append(await outputs[topic].send(key=output.photographer_id.encode(), value=encoded))
         return sends
 
     def stop(error: BaseException) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import faust
 from pydantic import TypeAdapter
 
-from photostream.config import KafkaSettings, S3Settings, SchemaRegistrySettings, WorkerSettings
+from photostream.config import KafkaSettings, LogSettings, S3Settings, SchemaRegistrySettings, WorkerSettings
+from photostream.logs import setup_logging
 from photostream.objectstore import ObjectStore
 from photostream.topics import ensure_topics, worker_topics
 from schemas.serde import EventSerde
@@ -59,8 +61,33 @@ def build_app(
     return create_app(worker, kafka, handler, EventSerde(registry.url))
 
 
-def run_worker(loglevel: str = "info") -> None:
-    """Run one worker until SIGINT or SIGTERM; several share the partitions of photo-uploads."""
+class Worker(faust.Worker):
+    """Faust's worker, logging through the project's one handler (``photostream.logs``) in its format.
+
+    Faust (mode) replaces the root logger's handlers with a coloured one on start; this hook runs
+    right after and puts the project's handler back, so ``LOG_FORMAT=json`` covers every line of
+    Faust, aiokafka and the agents. Faust then sends what is printed to standard output to the log
+    too (``worker_redirect_stdouts``). With no terminal spinner Faust logs ``Ready`` when it is;
+    with JSON logs it is quiet, so its few direct prints (the ``-INT-`` line on Ctrl-C) never
+    put plain text between the JSON lines. Proved by tests/streams/test_worker_logs.py.
+    """
+
+    def __init__(self, app: faust.App, logs: LogSettings, **kwargs: Any) -> None:
+        super().__init__(app, loglevel=logs.level, quiet=logs.format == "json", **kwargs)
+        self._logs = logs
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        """Install the project's handler in place of Faust's (its spinner handler is left out too)."""
+        self.spinner = None
+        setup_logging("worker", self._logs)
+
+
+def run_worker(logs: LogSettings) -> None:
+    """Run one worker until SIGINT or SIGTERM; several share the partitions of photo-uploads.
+
+    Args:
+        logs: The log format and level (``setup_logging`` has applied them already).
+    """
     worker, kafka, s3, registry = WorkerSettings(), KafkaSettings(), S3Settings(), SchemaRegistrySettings()
     # Faust's own topics too, before the app starts: see photostream.topics.
     created = ensure_topics(kafka, worker_topics(worker.app_id, [DUPLICATES_TABLE]))
@@ -70,4 +97,4 @@ def run_worker(loglevel: str = "info") -> None:
     # Bad input is reported once, as a ProcessingFailed; libvips would also log every failed tile.
     logging.getLogger("pyvips").setLevel(logging.ERROR)
     logging.getLogger("exifread").setLevel(logging.ERROR)
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    Worker(app, logs).execute_from_commandline()
