@@ -34,9 +34,9 @@ from schemas import topics
 from schemas.errors import SerdeError
 from schemas.events import UploadReceived
 from schemas.serde import EventSerde
+from schemas.topics import Source
 from streams.duplicates import DuplicateIndex
 from streams.faust_fixes import App, TrackedTable, changelog_sends
-from schemas.topics import Source
 from streams.handler import Prepared, UploadHandler
 from streams.ordered import OrderedWindow
 
