@@ -1,11 +1,17 @@
-"""S3 as an asyncio-friendly object store: the one adapter between our code and boto3.
+"""The object store port: one bucket of objects, its S3 adapter and an in-memory one.
 
-boto3 blocks, so every call runs on a dedicated thread pool, never on the event
-loop. botocore's exceptions are translated here and nowhere else::
+``Store`` is the interface the gateway, the worker and the sinks are written against.
+``ObjectStore`` is S3 through boto3, the one adapter between our code and boto3: boto3
+blocks, so every call runs on a dedicated thread pool, never on the event loop.
+``MemoryObjectStore`` keeps the objects in dicts, for tests of the logic around the store
+(as httpx ships ``MockTransport`` beside ``HTTPTransport``); a contract test runs the
+same behaviour tests against both. Both raise the same errors, botocore's exceptions
+being translated here and nowhere else::
 
     StoreError                 anything the store could not do
      ├── StoreUnavailable      retriable: connection refused, timeouts, 5xx, throttling
-     └── ObjectMissing         the key (or bucket) does not exist
+     ├── ObjectMissing         the key (or bucket, or multipart upload) does not exist
+     └── AlreadyExists         a create-only write found the object already there
 
 The bucket's lifecycle rules (``LIFECYCLE_RULES``) clean up what a crashed or failed
 upload can leave behind: multipart uploads never completed, and staged copies under
@@ -16,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
@@ -35,6 +44,8 @@ _PRECONDITION_CODES = {"412", "PreconditionFailed", "ConditionalRequestConflict"
 
 # Where an upload in progress is staged before its content, and so its final key, is known.
 STAGING_PREFIX = "incoming/"
+# S3 refuses to complete a multipart upload whose parts, all but the last, are smaller.
+MIN_PART_BYTES = 5 * 1024 * 1024
 LIFECYCLE_RULES: tuple[dict[str, Any], ...] = (
     {
         "ID": "photostream-abort-incomplete-multipart-uploads",
@@ -120,8 +131,106 @@ class MultipartUpload:
     parts: tuple[dict[str, Any], ...] = ()
 
 
-class ObjectStore:
-    """Async operations on one bucket, each run off the event loop."""
+class Store(Protocol):
+    """One bucket of objects; every ``async`` method may raise ``StoreUnavailable``."""
+
+    def close(self) -> None:
+        """Release what the store holds (connections, threads)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the bucket answers."""
+        ...
+
+    async def put(
+        self,
+        key: str,
+        body: bytes | bytearray,
+        *,
+        content_type: str,
+        if_none_match: bool = False,
+        cache_control: str | None = None,
+        sha256: bytes | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Store ``body`` at ``key``, replacing what is there.
+
+        AlreadyExists with ``if_none_match`` when the key is taken; StoreError (not retriable)
+        when ``sha256`` is not the body's digest, and then nothing is stored. ``metadata`` keys
+        come back lowercase from ``head``.
+        """
+        ...
+
+    async def head(self, key: str) -> tuple[int, dict[str, str]]:
+        """Return an object's size and user metadata; ObjectMissing if there is none."""
+        ...
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix``, sorted."""
+        ...
+
+    async def get(self, key: str) -> bytes:
+        """Return the object's bytes; ObjectMissing if there is none."""
+        ...
+
+    async def read_into(self, key: str, write: Callable[[bytes], object], *, chunk_bytes: int = 1 << 20) -> int:
+        """Stream an object to ``write`` in chunks of at most ``chunk_bytes``, off the event loop; return its size.
+
+        ObjectMissing if there is none; an exception from ``write`` comes out as it is.
+        """
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Tell whether ``key`` exists."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Delete ``key``; no error if it is already gone."""
+        ...
+
+    async def copy(self, source_key: str, key: str) -> None:
+        """Copy an object with its content type and metadata; ObjectMissing if the source is gone."""
+        ...
+
+    async def put_json(self, key: str, record: dict[str, Any], *, if_none_match: bool = False) -> None:
+        """Store a small JSON record (AlreadyExists with ``if_none_match`` when the key is taken)."""
+        ...
+
+    async def get_json(self, key: str) -> dict[str, Any]:
+        """Read a small JSON record; ObjectMissing if there is none."""
+        ...
+
+    async def count(self, prefix: str) -> int:
+        """Count the objects under ``prefix``."""
+        ...
+
+    async def start_multipart(self, key: str, *, content_type: str) -> MultipartUpload:
+        """Open a multipart upload for ``key``; nothing is visible at ``key`` until it completes."""
+        ...
+
+    async def upload_part(self, upload: MultipartUpload, body: bytes | bytearray) -> MultipartUpload:
+        """Store the next part; returns the upload with it recorded. ObjectMissing if the upload is gone."""
+        ...
+
+    async def complete_multipart(self, upload: MultipartUpload) -> None:
+        """Make the object visible from its parts.
+
+        ObjectMissing if the upload is gone; StoreError (not retriable) when a part other than
+        the last is under ``MIN_PART_BYTES``.
+        """
+        ...
+
+    async def abort_multipart(self, upload: MultipartUpload) -> None:
+        """Drop an unfinished multipart upload and its parts."""
+        ...
+
+    def presign_get(self, key: str, expires_in: int) -> str:
+        """A GET URL for ``key`` that expires in ``expires_in`` seconds (no request made)."""
+        ...
+
+
+class ObjectStore(Store):
+    """Async operations on one S3 bucket, each run off the event loop."""
 
     def __init__(self, settings: S3Settings, *, max_workers: int = 32) -> None:
         """Create the client and the thread pool its blocking calls run on."""
@@ -300,3 +409,231 @@ class ObjectStore:
         return self._client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
         )
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object as ``MemoryObjectStore`` holds it: the bytes and what was stored with them."""
+
+    body: bytes
+    content_type: str
+    cache_control: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    # The SHA-256 the writer sent for the server to verify (S3 keeps it with the object).
+    sha256: bytes | None = None
+
+
+@dataclass
+class _OpenUpload:
+    key: str
+    content_type: str
+    parts: dict[int, bytes] = field(default_factory=dict)
+
+
+def _etag(body: bytes) -> str:
+    return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+
+
+class MemoryObjectStore(Store):
+    """A ``Store`` in memory, with the S3 adapter's semantics and errors, for tests.
+
+    Every operation yields to the event loop once, as a request would, so concurrent callers
+    interleave as they do against S3; ``read_into`` calls ``write`` on a worker thread, like
+    the S3 adapter. ``fail_with`` makes operations raise an error of the store's tree (S3 down,
+    throttling), and ``stored`` and ``open_uploads`` show what a test cannot ask through the
+    ``Store`` interface.
+    """
+
+    _OPERATIONS = frozenset(
+        {
+            "ping",
+            "put",
+            "head",
+            "list_keys",
+            "get",
+            "read_into",
+            "exists",
+            "delete",
+            "copy",
+            "count",
+            "start_multipart",
+            "upload_part",
+            "complete_multipart",
+            "abort_multipart",
+        }
+    )
+
+    def __init__(self, *, bucket: str = "memory", min_part_bytes: int = MIN_PART_BYTES) -> None:
+        """An empty bucket; multipart parts but the last must be ``min_part_bytes`` or more, as in S3."""
+        self.bucket = bucket
+        self.closed = False
+        self._min_part_bytes = min_part_bytes
+        self._objects: dict[str, StoredObject] = {}
+        self._uploads: dict[str, _OpenUpload] = {}
+        self._failure: StoreError | None = None
+        self._failing: frozenset[str] = frozenset()
+
+    def fail_with(self, error: StoreError | None, *operations: str) -> None:
+        """Raise ``error`` from the named operations (all of them when none is named); None heals.
+
+        ``put_json`` and ``get_json`` fail with ``put`` and ``get``, which they are made of.
+        """
+        unknown = set(operations) - self._OPERATIONS
+        if unknown:
+            raise ValueError(f"no such operation: {sorted(unknown)}")
+        self._failure = error
+        self._failing = frozenset(operations) or self._OPERATIONS
+
+    async def _enter(self, operation: str) -> None:
+        await asyncio.sleep(0)
+        if self._failure is not None and operation in self._failing:
+            raise self._failure.with_traceback(None)  # raised again and again: keep no old frames
+
+    def _object(self, key: str) -> StoredObject:
+        try:
+            return self._objects[key]
+        except KeyError:
+            raise ObjectMissing("NoSuchKey") from None
+
+    def _upload(self, upload: MultipartUpload) -> _OpenUpload:
+        try:
+            return self._uploads[upload.upload_id]
+        except KeyError:
+            raise ObjectMissing("NoSuchUpload") from None
+
+    def stored(self, key: str) -> StoredObject:
+        """The object at ``key`` with what was stored with it; ObjectMissing if there is none."""
+        return self._object(key)
+
+    def open_uploads(self, prefix: str = "") -> list[str]:
+        """The keys of multipart uploads under ``prefix`` neither completed nor aborted, sorted."""
+        return sorted(upload.key for upload in self._uploads.values() if upload.key.startswith(prefix))
+
+    def close(self) -> None:
+        """Nothing to release; the objects stay readable."""
+        self.closed = True
+
+    async def ping(self) -> None:
+        """Raise the injected failure, if any."""
+        await self._enter("ping")
+
+    async def put(
+        self,
+        key: str,
+        body: bytes | bytearray,
+        *,
+        content_type: str,
+        if_none_match: bool = False,
+        cache_control: str | None = None,
+        sha256: bytes | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Store a copy of ``body`` at ``key`` (see ``Store.put``)."""
+        await self._enter("put")
+        data = bytes(body)
+        if sha256 is not None and hashlib.sha256(data).digest() != sha256:
+            raise StoreError("S3 refused: 400 BadDigest")
+        if if_none_match and key in self._objects:
+            raise AlreadyExists("PreconditionFailed")
+        lowered = {name.lower(): value for name, value in (metadata or {}).items()}
+        self._objects[key] = StoredObject(data, content_type, cache_control, lowered, sha256)
+
+    async def head(self, key: str) -> tuple[int, dict[str, str]]:
+        """Return an object's size and user metadata; ObjectMissing if there is none."""
+        await self._enter("head")
+        found = self._object(key)
+        return len(found.body), dict(found.metadata)
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix``, sorted."""
+        await self._enter("list_keys")
+        return sorted(key for key in self._objects if key.startswith(prefix))
+
+    async def get(self, key: str) -> bytes:
+        """Return the object's bytes; ObjectMissing if there is none."""
+        await self._enter("get")
+        return self._object(key).body
+
+    async def read_into(self, key: str, write: Callable[[bytes], object], *, chunk_bytes: int = 1 << 20) -> int:
+        """Call ``write`` with the object's chunks on a worker thread; return its size."""
+        await self._enter("read_into")
+        body = self._object(key).body
+
+        def stream() -> int:
+            for start in range(0, len(body), chunk_bytes):
+                write(body[start : start + chunk_bytes])
+            return len(body)
+
+        return await asyncio.to_thread(stream)
+
+    async def exists(self, key: str) -> bool:
+        """Tell whether ``key`` exists."""
+        await self._enter("exists")
+        return key in self._objects
+
+    async def delete(self, key: str) -> None:
+        """Delete ``key``; no error if it is already gone."""
+        await self._enter("delete")
+        self._objects.pop(key, None)
+
+    async def copy(self, source_key: str, key: str) -> None:
+        """Copy an object with its content type and metadata; ObjectMissing if the source is gone."""
+        await self._enter("copy")
+        self._objects[key] = self._object(source_key)
+
+    async def put_json(self, key: str, record: dict[str, Any], *, if_none_match: bool = False) -> None:
+        """Store a small JSON record, encoded as the S3 adapter encodes it."""
+        body = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+        await self.put(key, body, content_type="application/json", if_none_match=if_none_match)
+
+    async def get_json(self, key: str) -> dict[str, Any]:
+        """Read a small JSON record; ObjectMissing if there is none."""
+        record: dict[str, Any] = json.loads(await self.get(key))
+        return record
+
+    async def count(self, prefix: str) -> int:
+        """Count the objects under ``prefix``."""
+        await self._enter("count")
+        return sum(1 for key in self._objects if key.startswith(prefix))
+
+    async def start_multipart(self, key: str, *, content_type: str) -> MultipartUpload:
+        """Open a multipart upload for ``key``."""
+        await self._enter("start_multipart")
+        upload_id = uuid.uuid4().hex
+        self._uploads[upload_id] = _OpenUpload(key, content_type)
+        return MultipartUpload(key=key, upload_id=upload_id)
+
+    async def upload_part(self, upload: MultipartUpload, body: bytes | bytearray) -> MultipartUpload:
+        """Store the next part; ObjectMissing if the upload is gone."""
+        await self._enter("upload_part")
+        data = bytes(body)
+        number = len(upload.parts) + 1
+        self._upload(upload).parts[number] = data
+        part = {"PartNumber": number, "ETag": _etag(data)}
+        return MultipartUpload(upload.key, upload.upload_id, (*upload.parts, part))
+
+    async def complete_multipart(self, upload: MultipartUpload) -> None:
+        """Make the object visible from the parts ``upload`` lists (see ``Store.complete_multipart``)."""
+        await self._enter("complete_multipart")
+        open_upload = self._upload(upload)
+        bodies = []
+        for part in upload.parts:
+            body = open_upload.parts.get(part["PartNumber"])
+            if body is None or _etag(body) != part["ETag"]:
+                raise StoreError(f"S3 refused: 400 InvalidPart {part['PartNumber']}")
+            bodies.append(body)
+        if not bodies:
+            raise StoreError("S3 refused: 400 MalformedXML (no parts)")
+        if any(len(body) < self._min_part_bytes for body in bodies[:-1]):
+            raise StoreError("S3 refused: 400 EntityTooSmall")
+        del self._uploads[upload.upload_id]
+        self._objects[open_upload.key] = StoredObject(b"".join(bodies), open_upload.content_type)
+
+    async def abort_multipart(self, upload: MultipartUpload) -> None:
+        """Drop an unfinished multipart upload and its parts (no error if it is gone already)."""
+        await self._enter("abort_multipart")
+        self._uploads.pop(upload.upload_id, None)
+
+    def presign_get(self, key: str, expires_in: int) -> str:
+        """A URL naming the bucket, the key and ``X-Amz-Expires``, as the S3 adapter's does; nothing serves it."""
+        return f"memory://{self.bucket}/{quote(key)}?X-Amz-Expires={expires_in}"

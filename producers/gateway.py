@@ -31,7 +31,7 @@ from aiohttp.typedefs import Middleware
 from photostream.config import GatewaySettings
 from photostream.http import bearer_token
 from photostream.logs import upload_context
-from photostream.objectstore import ObjectStore, StoreError, StoreUnavailable
+from photostream.objectstore import Store, StoreError, StoreUnavailable
 from photostream.producer import PublishError
 from photostream.warehouse import WarehouseError
 from producers import problems
@@ -75,7 +75,7 @@ class UploadEvents(Protocol):
 class Services:
     """What the gateway talks to; tests may pass other implementations."""
 
-    store: ObjectStore
+    store: Store
     keys: KeyStore
     ledger: UploadLedger
     events: UploadEvents

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from photostream.media import SNIFF_BYTES, sniff
-from photostream.objectstore import MultipartUpload, ObjectStore, StoreError
+from photostream.objectstore import MultipartUpload, Store, StoreError
 
 
 class RejectedFile(Exception):
@@ -45,7 +45,7 @@ class StagedOriginal:
 class OriginalWriter:
     """Receives one file's chunks and stages them in S3 under ``staging_key``."""
 
-    def __init__(self, store: ObjectStore, staging_key: str, *, part_bytes: int, max_bytes: int) -> None:
+    def __init__(self, store: Store, staging_key: str, *, part_bytes: int, max_bytes: int) -> None:
         """Stage multipart uploads at ``staging_key``; parts of ``part_bytes``; refuse files over ``max_bytes``."""
         self._store = store
         self._key = staging_key

@@ -23,7 +23,7 @@ from typing import Protocol
 from cachetools import TTLCache
 
 from photostream.config import S3Settings
-from photostream.objectstore import AlreadyExists, ObjectMissing, ObjectStore
+from photostream.objectstore import AlreadyExists, ObjectMissing, ObjectStore, Store
 
 KEY_PREFIX = "psk_"
 # Unknown keys remembered at once; past this the oldest are forgotten first.
@@ -82,7 +82,7 @@ class S3KeyStore:
     one S3 read per period. Concurrent lookups of one key share a single S3 read.
     """
 
-    def __init__(self, store: ObjectStore, *, cache_seconds: float = 60.0, unknown_cache_seconds: float = 60.0) -> None:
+    def __init__(self, store: Store, *, cache_seconds: float = 60.0, unknown_cache_seconds: float = 60.0) -> None:
         """Use ``store``'s bucket; known keys are cached ``cache_seconds``, unknown ones ``unknown_cache_seconds``."""
         self._store = store
         self._cache_seconds = cache_seconds

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from photostream.objectstore import STAGING_PREFIX, AlreadyExists, ObjectMissing, ObjectStore
+from photostream.objectstore import STAGING_PREFIX, AlreadyExists, ObjectMissing, Store
 
 # Fixed namespace for deterministic upload ids (uuid5 of photographer and content hash).
 UPLOAD_NAMESPACE = uuid.UUID("5b0f3c1e-7d2a-5f43-9a64-1c8e2f7b9d10")
@@ -68,7 +68,7 @@ class UploadLedger:
     never exceed the quota; gateways learn of each other's uploads at the next listing.
     """
 
-    def __init__(self, store: ObjectStore, *, quota_cache_seconds: float = 30.0) -> None:
+    def __init__(self, store: Store, *, quota_cache_seconds: float = 30.0) -> None:
         """Use ``store``'s bucket; quota markers are re-listed at most every ``quota_cache_seconds``."""
         self._store = store
         self._quota_cache_seconds = quota_cache_seconds

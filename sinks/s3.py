@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from photostream import media
-from photostream.objectstore import ObjectMissing, ObjectStore
+from photostream.objectstore import ObjectMissing, Store
 from schemas.errors import SerdeError
 from schemas.events import ImageReady, StoredVariant, VariantRendered
 from schemas.serde import EventSerde
@@ -89,7 +89,7 @@ class VariantSink:
 
     def __init__(
         self,
-        store: ObjectStore,
+        store: Store,
         events: ReadyEvents,
         serde: EventSerde,
         *,

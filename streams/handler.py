@@ -22,11 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 import tenacity
 
-from photostream.objectstore import ObjectMissing, StoreError
+from photostream.objectstore import ObjectMissing, Store, StoreError
 from schemas.events import (
     Event,
     FailureReason,
@@ -48,18 +47,6 @@ log = logging.getLogger(__name__)
 # Originals up to this size stay in memory; larger ones go to a temp file while processed.
 
 
-class Originals(Protocol):
-    """Where originals are read from (``photostream.objectstore.ObjectStore`` in production)."""
-
-    async def read_into(self, key: str, write: Callable[[bytes], object]) -> int:
-        """Stream the object to ``write`` chunk by chunk, off the event loop; return its size.
-
-        Raises:
-            ObjectMissing: There is no such object.
-            StoreError: Another failure; a retry starts the object over.
-        """
-
-
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """The slow part's result: the image work, or why there is none."""
@@ -75,7 +62,7 @@ class UploadHandler:
 
     def __init__(
         self,
-        originals: Originals,
+        originals: Store,
         processor: ImageProcessor,
         *,
         gps_opt_in: frozenset[str] = frozenset(),
@@ -87,7 +74,8 @@ class UploadHandler:
         """Create the handler.
 
         Args:
-            originals: The store originals are read from.
+            originals: The store originals are read from (only ``read_into``); a retriable
+                ``StoreError`` is retried, and each retry starts the object over.
             processor: Runs the image library off the event loop.
             gps_opt_in: Photographers whose GPS coordinates stay in their metadata.
             fetch_retry_seconds: How long an unreachable store is retried before the upload fails.

@@ -1,4 +1,4 @@
-"""Streaming an original into an object store, with an in-memory store standing in for S3."""
+"""Streaming an original into an object store, with the memory store standing in for S3."""
 
 from __future__ import annotations
 
@@ -7,43 +7,22 @@ import os
 
 import pytest
 
-from photostream.objectstore import MultipartUpload, StoreUnavailable
+from photostream.objectstore import MIN_PART_BYTES, MemoryObjectStore, StoreUnavailable
 from producers.ingest import OriginalWriter, RejectedFile, stage
 
 JPEG_HEAD = b"\xff\xd8\xff\xe0" + b"\0" * 28
 
 
-class MemoryStore:
-    """The slice of ObjectStore that OriginalWriter uses, kept in dicts."""
+class MemoryStore(MemoryObjectStore):
+    """The memory store, taking parts of any size (to keep these files small), recording the largest."""
 
     def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-        self.open_uploads: dict[str, list[bytes]] = {}
+        super().__init__(min_part_bytes=0)
         self.largest_part = 0
 
-    async def put(self, key, body, *, content_type, if_none_match=False):
-        self.objects[key] = bytes(body)
-
-    async def start_multipart(self, key, *, content_type):
-        self.open_uploads[key] = []
-        return MultipartUpload(key=key, upload_id=f"mp-{key}")
-
     async def upload_part(self, upload, body):
-        self.open_uploads[upload.key].append(body)
         self.largest_part = max(self.largest_part, len(body))
-        return MultipartUpload(upload.key, upload.upload_id, (*upload.parts, {"PartNumber": len(upload.parts) + 1}))
-
-    async def complete_multipart(self, upload):
-        self.objects[upload.key] = b"".join(self.open_uploads.pop(upload.key))
-
-    async def abort_multipart(self, upload):
-        self.open_uploads.pop(upload.key, None)
-
-    async def copy(self, source_key, key):
-        self.objects[key] = self.objects[source_key]
-
-    async def delete(self, key):
-        self.objects.pop(key, None)
+        return await super().upload_part(upload, body)
 
 
 async def chunks_of(data: bytes, size: int):
@@ -63,9 +42,11 @@ async def test_small_file_is_one_put_after_commit():
     assert staged.size == len(data)
     assert staged.sha256 == hashlib.sha256(data).hexdigest()
     assert staged.content_type == "image/jpeg"
-    assert store.objects == {}, "nothing is visible before commit"
+    assert await store.list_keys("") == [], "nothing is visible before commit"
     await w.commit("originals/k")
-    assert store.objects == {"originals/k": data}, "a one-PUT file goes straight to its key"
+    assert await store.list_keys("") == ["originals/k"], "a one-PUT file goes straight to its key"
+    assert await store.get("originals/k") == data
+    assert store.stored("originals/k").content_type == "image/jpeg"
 
 
 async def test_large_file_streams_in_bounded_parts():
@@ -74,27 +55,24 @@ async def test_large_file_streams_in_bounded_parts():
     w = writer(store)
     staged = await stage(w, chunks_of(data, 333))
     assert store.largest_part < 1000 + 333, "a part never holds much more than part_bytes"
-    assert store.objects == {}
-    assert list(store.open_uploads) == ["incoming/k"], "parts are staged before the final key is known"
+    assert await store.list_keys("") == []
+    assert store.open_uploads() == ["incoming/k"], "parts are staged before the final key is known"
     await w.commit("originals/k")
-    assert store.objects == {"originals/k": data}, "completed, copied to its key, the staged copy deleted"
-    assert store.open_uploads == {}
+    assert await store.list_keys("") == ["originals/k"], "completed, copied to its key, the staged copy deleted"
+    assert await store.get("originals/k") == data
+    assert store.open_uploads() == []
     assert staged.sha256 == hashlib.sha256(data).hexdigest()
 
 
 async def test_a_failed_copy_still_deletes_the_staged_object():
     store = MemoryStore()
-
-    async def refuse(source_key, key):
-        raise StoreUnavailable("S3 down")
-
-    store.copy = refuse
+    store.fail_with(StoreUnavailable("S3 down"), "copy")
     w = writer(store)
     await stage(w, chunks_of(JPEG_HEAD + os.urandom(3_000), 500))
     with pytest.raises(StoreUnavailable):
         await w.commit("originals/k")
-    assert store.objects == {}
-    assert store.open_uploads == {}
+    assert await store.list_keys("") == []
+    assert store.open_uploads() == []
 
 
 async def test_too_large_is_rejected_and_parts_dropped():
@@ -103,8 +81,8 @@ async def test_too_large_is_rejected_and_parts_dropped():
     with pytest.raises(RejectedFile) as rejected:
         await stage(w, chunks_of(JPEG_HEAD + b"y" * 6_000, 500))
     assert rejected.value.reason == "too_large"
-    assert store.open_uploads == {}
-    assert store.objects == {}
+    assert store.open_uploads() == []
+    assert await store.list_keys("") == []
 
 
 async def test_not_an_image_is_rejected_on_its_first_bytes():
@@ -134,5 +112,14 @@ async def test_abort_after_finish_leaves_nothing():
     w = writer(store)
     await stage(w, chunks_of(JPEG_HEAD + os.urandom(5_000), 256))
     await w.abort()
-    assert store.open_uploads == {}
-    assert store.objects == {}
+    assert store.open_uploads() == []
+    assert await store.list_keys("") == []
+
+
+async def test_every_part_but_the_last_is_as_large_as_s3_requires():
+    store = MemoryObjectStore()  # S3's 5 MiB minimum part, as the gateway's default part size
+    data = JPEG_HEAD + os.urandom(2 * MIN_PART_BYTES + 1000)
+    w = writer(store, part_bytes=MIN_PART_BYTES, max_bytes=3 * MIN_PART_BYTES)
+    await stage(w, chunks_of(data, 300_000))
+    await w.commit("originals/k")
+    assert await store.get("originals/k") == data

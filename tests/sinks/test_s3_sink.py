@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Message
 
 from photostream.config import SinksSettings
-from photostream.objectstore import ObjectMissing
+from photostream.objectstore import MemoryObjectStore
 from schemas.events import ImageReady, VariantRendered
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_READY, PHOTO_VARIANTS
@@ -20,27 +20,6 @@ CACHE_CONTROL = SinksSettings().cache_control
 SERDE = EventSerde()
 RECEIVED = datetime(2026, 3, 4, 23, 59, tzinfo=UTC)
 SPEC = [("web", "webp"), ("web", "jpeg"), ("thumb", "webp"), ("thumb", "jpeg"), ("square", "webp")]
-
-
-class Bucket:
-    def __init__(self) -> None:
-        self.objects: dict[str, tuple[bytes, dict]] = {}
-
-    async def put(self, key, body, *, content_type, cache_control=None, sha256=None, metadata=None, **_):
-        assert hashlib.sha256(body).digest() == sha256
-        self.objects[key] = (
-            bytes(body),
-            {"content_type": content_type, "cache_control": cache_control, **(metadata or {})},
-        )
-
-    async def list_keys(self, prefix):
-        return sorted(key for key in self.objects if key.startswith(prefix))
-
-    async def head(self, key):
-        if key not in self.objects:
-            raise ObjectMissing(key)
-        body, meta = self.objects[key]
-        return len(body), {k: v for k, v in meta.items() if k not in {"content_type", "cache_control"}}
 
 
 class Published:
@@ -82,8 +61,8 @@ def received(event: VariantRendered, offset: int, partition: int = 3) -> Receive
     return Received.of(message)
 
 
-def sink(**options) -> tuple[VariantSink, Bucket, Published]:
-    bucket, published = Bucket(), Published()
+def sink(**options) -> tuple[VariantSink, MemoryObjectStore, Published]:
+    bucket, published = MemoryObjectStore(), Published()
     return VariantSink(bucket, published, SERDE, **{"cache_control": CACHE_CONTROL, **options}), bucket, published
 
 
@@ -95,8 +74,10 @@ async def test_keys_follow_the_documented_layout_with_caching_and_checksums():
     for offset, event in enumerate(variants(upload_id)):
         await s3.add(received(event, offset))
     await s3.flush()
-    assert bucket.objects[key][1]["cache_control"] == "public, max-age=31536000, immutable"
-    assert bucket.objects[key][1]["content_type"] == "image/jpeg"
+    stored = bucket.stored(key)
+    assert stored.cache_control == "public, max-age=31536000, immutable"
+    assert stored.content_type == "image/jpeg"
+    assert stored.sha256 == hashlib.sha256(stored.body).digest(), "sent for S3 to verify"
 
 
 async def test_an_image_split_across_batches_is_not_committed_past_its_first_variant():

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from photostream.config import WorkerSettings
-from photostream.objectstore import ObjectMissing, StoreUnavailable
+from photostream.objectstore import MemoryObjectStore, StoreUnavailable
 from schemas.events import FailureReason, ImageProcessed, ProcessingFailed, UploadReceived, VariantRendered
 from schemas.topics import Source
 from streams.duplicates import DuplicateIndex
@@ -28,38 +28,46 @@ WORKER = WorkerSettings()
 SOURCE = Source("photo-uploads", 3, 41)
 
 
-class Originals:
-    """Objects by key, with a number of transient failures to serve before each read succeeds.
+class Originals(MemoryObjectStore):
+    """The memory store, whose first ``unavailable_for`` reads fail as S3's do when it is down.
 
-    Like the S3 adapter, it writes each object in chunks from a worker thread. With
-    ``break_after``, the failing reads break after that many bytes instead of refusing at once.
+    Reads stream in chunks from a worker thread, as the S3 adapter's do. With ``break_after``,
+    the failing reads break after that many bytes instead of refusing at once.
     """
 
     CHUNK = 64 * 1024
 
-    def __init__(self, objects: dict[str, bytes], *, unavailable_for: int = 0, break_after: int = 0) -> None:
-        self.objects = objects
+    def __init__(self, *, unavailable_for: int = 0, break_after: int = 0) -> None:
+        super().__init__()
         self.unavailable_for = unavailable_for
         self.break_after = break_after
         self.reads = 0
 
-    async def read_into(self, key: str, write) -> int:
+    async def read_into(self, key: str, write, *, chunk_bytes: int = CHUNK) -> int:
         self.reads += 1
-        failing = self.reads <= self.unavailable_for
-        if failing and not self.break_after:
+        if self.reads > self.unavailable_for:
+            return await super().read_into(key, write, chunk_bytes=self.CHUNK)
+        if not self.break_after:
             raise StoreUnavailable("connection refused")
-        if key not in self.objects:
-            raise ObjectMissing("NoSuchKey")
-        data = self.objects[key][: self.break_after] if failing else self.objects[key]
+        sent = 0
 
-        def stream() -> int:
-            for start in range(0, len(data), self.CHUNK):
-                write(data[start : start + self.CHUNK])
-            if failing:
+        def until_reset(chunk: bytes) -> None:
+            nonlocal sent
+            chunk = chunk[: self.break_after - sent]
+            write(chunk)
+            sent += len(chunk)
+            if sent >= self.break_after:
                 raise StoreUnavailable("connection reset mid-body")
-            return len(data)
 
-        return await asyncio.to_thread(stream)
+        await super().read_into(key, until_reset, chunk_bytes=self.CHUNK)
+        raise StoreUnavailable("connection reset mid-body")
+
+
+async def store_of(objects: dict[str, bytes], **failures: int) -> Originals:
+    store = Originals(**failures)
+    for key, data in objects.items():
+        await store.put(key, data, content_type="image/jpeg")
+    return store
 
 
 def upload_of(data: bytes, *, photographer: str = "alice", key: str = "originals/alice/1") -> UploadReceived:
@@ -112,7 +120,7 @@ async def run(handler: UploadHandler, upload: UploadReceived, index: DuplicateIn
 async def test_a_photo_becomes_its_variants_then_its_summary(executor):
     data = photo(1, size=(800, 600))
     upload = upload_of(data)
-    events = await run(handler_for(Originals({upload.original_key: data}), executor), upload)
+    events = await run(handler_for(await store_of({upload.original_key: data}), executor), upload)
     *variants, summary = events
     assert all(isinstance(v, VariantRendered) for v in variants)
     assert isinstance(summary, ImageProcessed)
@@ -129,7 +137,7 @@ async def test_a_photo_becomes_its_variants_then_its_summary(executor):
 async def test_the_second_of_two_copies_points_at_the_first(executor):
     data = photo(2, size=(400, 300))
     first, second = upload_of(data, key="k1"), upload_of(data, key="k2")
-    handler = handler_for(Originals({"k1": data, "k2": data}), executor)
+    handler = handler_for(await store_of({"k1": data, "k2": data}), executor)
     index = DuplicateIndex({}, max_distance=WORKER.duplicate_distance)
     (*_, summary1) = handler.decide(
         await handler.prepare(first, Source("photo-uploads", 0, 1)), Source("photo-uploads", 0, 1), index
@@ -150,7 +158,7 @@ async def test_the_second_of_two_copies_points_at_the_first(executor):
 )
 async def test_bad_originals_become_dead_letters_with_a_reason(executor, stored, reason):
     upload = upload_of(stored)
-    (failure,) = await run(handler_for(Originals({upload.original_key: stored}), executor), upload)
+    (failure,) = await run(handler_for(await store_of({upload.original_key: stored}), executor), upload)
     assert isinstance(failure, ProcessingFailed)
     assert failure.reason is reason
     assert failure.detail
@@ -161,19 +169,19 @@ async def test_bad_originals_become_dead_letters_with_a_reason(executor, stored,
 async def test_too_many_pixels_is_refused_before_decoding(executor):
     data = photo(4, size=(2400, 1800))  # 4.3 MP, over this handler's 4 MP limit
     upload = upload_of(data)
-    (failure,) = await run(handler_for(Originals({upload.original_key: data}), executor), upload)
+    (failure,) = await run(handler_for(await store_of({upload.original_key: data}), executor), upload)
     assert failure.reason is FailureReason.TOO_MANY_PIXELS
 
 
 async def test_a_missing_original_is_a_dead_letter(executor):
-    (failure,) = await run(handler_for(Originals({}), executor), upload_of(b"x"))
+    (failure,) = await run(handler_for(await store_of({}), executor), upload_of(b"x"))
     assert failure.reason is FailureReason.MISSING_ORIGINAL
 
 
 async def test_an_original_that_changed_since_the_gateway_is_corrupt(executor):
     upload = upload_of(photo(5, size=(200, 100)))
     other = photo(6, size=(200, 100))
-    (failure,) = await run(handler_for(Originals({upload.original_key: other}), executor), upload)
+    (failure,) = await run(handler_for(await store_of({upload.original_key: other}), executor), upload)
     assert failure.reason is FailureReason.CORRUPT
     assert "sha256" in failure.detail
 
@@ -181,7 +189,7 @@ async def test_an_original_that_changed_since_the_gateway_is_corrupt(executor):
 async def test_a_store_that_recovers_is_retried(executor):
     data = photo(7, size=(200, 100))
     upload = upload_of(data)
-    originals = Originals({upload.original_key: data}, unavailable_for=2)
+    originals = await store_of({upload.original_key: data}, unavailable_for=2)
     events = await run(handler_for(originals, executor, fetch_retry_seconds=30), upload)
     assert isinstance(events[-1], ImageProcessed)
     assert originals.reads == 3
@@ -190,7 +198,7 @@ async def test_a_store_that_recovers_is_retried(executor):
 async def test_a_store_that_stays_down_fails_the_upload_as_internal(executor):
     data = photo(8, size=(200, 100))
     upload = upload_of(data)
-    originals = Originals({upload.original_key: data}, unavailable_for=10**6)
+    originals = await store_of({upload.original_key: data}, unavailable_for=10**6)
     (failure,) = await run(handler_for(originals, executor, fetch_retry_seconds=0.5), upload)
     assert failure.reason is FailureReason.INTERNAL
     assert originals.reads > 1
@@ -199,7 +207,7 @@ async def test_a_store_that_stays_down_fails_the_upload_as_internal(executor):
 async def test_gps_stays_only_for_photographers_who_opted_in(executor):
     data = gps_jpeg()
     alice, bob = upload_of(data, photographer="alice"), upload_of(data, photographer="bob")
-    handler = handler_for(Originals({alice.original_key: data}), executor, gps_opt_in=frozenset({"alice"}))
+    handler = handler_for(await store_of({alice.original_key: data}), executor, gps_opt_in=frozenset({"alice"}))
     *variants, kept = await run(handler, alice)
     *_, dropped = await run(handler, bob)
     assert kept.metadata.gps_latitude == pytest.approx(48.858333, abs=1e-5)
@@ -213,7 +221,7 @@ async def test_gps_stays_only_for_photographers_who_opted_in(executor):
 async def test_an_unexpected_library_error_is_internal_and_not_raised(executor, monkeypatch):
     data = photo(9, size=(200, 100))
     upload = upload_of(data)
-    handler = handler_for(Originals({upload.original_key: data}), executor)
+    handler = handler_for(await store_of({upload.original_key: data}), executor)
 
     async def broken(*_args, **_kwargs):
         raise RuntimeError("a bug")
@@ -250,7 +258,7 @@ async def test_a_large_original_is_processed_from_a_temp_file_then_removed(execu
     data = photo(10, size=(1200, 900))
     assert len(data) > SPILL
     upload = upload_of(data)
-    handler = spilling_handler(Originals({upload.original_key: data}), executor, tmp_path)
+    handler = spilling_handler(await store_of({upload.original_key: data}), executor, tmp_path)
     seen = spy_on_sources(handler, monkeypatch, tmp_path)
     *_, summary = await run(handler, upload)
     assert isinstance(summary, ImageProcessed)
@@ -265,7 +273,7 @@ async def test_a_small_original_is_processed_from_memory(executor, tmp_path, mon
     data = photo(11, size=(64, 48))
     assert len(data) <= SPILL
     upload = upload_of(data)
-    handler = spilling_handler(Originals({upload.original_key: data}), executor, tmp_path)
+    handler = spilling_handler(await store_of({upload.original_key: data}), executor, tmp_path)
     seen = spy_on_sources(handler, monkeypatch, tmp_path)
     *_, summary = await run(handler, upload)
     assert isinstance(summary, ImageProcessed)
@@ -277,7 +285,7 @@ async def test_a_large_original_that_cannot_be_decoded_leaves_no_temp_file(execu
     stored = data[: len(data) // 2]
     assert len(stored) > SPILL
     upload = upload_of(stored)
-    handler = spilling_handler(Originals({upload.original_key: stored}), executor, tmp_path)
+    handler = spilling_handler(await store_of({upload.original_key: stored}), executor, tmp_path)
     seen = spy_on_sources(handler, monkeypatch, tmp_path)
     (failure,) = await run(handler, upload)
     assert failure.reason is FailureReason.CORRUPT
@@ -288,7 +296,7 @@ async def test_a_large_original_that_cannot_be_decoded_leaves_no_temp_file(execu
 async def test_a_large_original_that_changed_is_corrupt_and_leaves_no_temp_file(executor, tmp_path, monkeypatch):
     upload = upload_of(photo(13, size=(1200, 900)))
     other = photo(14, size=(1200, 900))
-    handler = spilling_handler(Originals({upload.original_key: other}), executor, tmp_path)
+    handler = spilling_handler(await store_of({upload.original_key: other}), executor, tmp_path)
     seen = spy_on_sources(handler, monkeypatch, tmp_path)
     (failure,) = await run(handler, upload)
     assert failure.reason is FailureReason.CORRUPT
@@ -300,7 +308,7 @@ async def test_a_large_original_that_changed_is_corrupt_and_leaves_no_temp_file(
 async def test_a_cancelled_upload_leaves_no_temp_file(executor, tmp_path, monkeypatch):
     data = photo(15, size=(1200, 900))
     upload = upload_of(data)
-    handler = spilling_handler(Originals({upload.original_key: data}), executor, tmp_path)
+    handler = spilling_handler(await store_of({upload.original_key: data}), executor, tmp_path)
     processing = asyncio.Event()
 
     async def stuck(source, **_options):
@@ -321,7 +329,7 @@ async def test_a_download_broken_mid_body_starts_over_in_a_fresh_spool(executor,
     data = photo(16, size=(1200, 900))
     upload = upload_of(data)
     # The first read breaks after 100 KB, already spilled to disk; the retry must not append to it.
-    originals = Originals({upload.original_key: data}, unavailable_for=1, break_after=100_000)
+    originals = await store_of({upload.original_key: data}, unavailable_for=1, break_after=100_000)
     handler = spilling_handler(originals, executor, tmp_path, fetch_retry_seconds=30)
     *_, summary = await run(handler, upload)
     assert isinstance(summary, ImageProcessed)
