@@ -1,18 +1,21 @@
-"""Helpers to drive the real gateway in process (aiohttp test client) against the local stack."""
+"""Helpers to drive the real gateway in process (aiohttp test client), on the local stack or in memory."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+from datetime import datetime
 
 import aiohttp
 
 from photostream.config import GatewaySettings, KafkaSettings, S3Settings
-from photostream.objectstore import ObjectStore
+from photostream.objectstore import MemoryObjectStore, ObjectStore
+from photostream.producer import PublishError
 from producers.dashboard import Dashboard
 from producers.events import KafkaUploadEvents
 from producers.gateway import Services
 from producers.keys import S3KeyStore
-from producers.ledger import UploadLedger
+from producers.ledger import UploadLedger, UploadRecord
 from producers.status import StatusSource
 from schemas.serde import EventSerde
 
@@ -40,6 +43,54 @@ def gateway_services(
         ),
         status=status,
         dashboard=dashboard,
+    )
+
+
+class MemoryUploadEvents:
+    """The gateway's events port (``producers.gateway.UploadEvents``) in memory, for component tests.
+
+    It records what it is asked to publish, or fails as an unacknowledged Kafka send does. It stays
+    here, not beside ``KafkaUploadEvents``: a gateway whose events go nowhere would answer 202 for
+    uploads nothing ever processes, so nothing but a test should run one.
+    """
+
+    def __init__(self) -> None:
+        self.published: list[tuple[UploadRecord, datetime]] = []
+        self.failure: PublishError | None = None
+        self.closed = False
+
+    def fail_with(self, error: PublishError | None) -> None:
+        """Fail every publish with ``error`` (and answer unreachable) until called with None."""
+        self.failure = error
+
+    async def publish(self, record: UploadRecord, *, stored_at: datetime) -> None:
+        await asyncio.sleep(0)  # a send is never synchronous
+        if self.failure is not None:
+            raise self.failure.with_traceback(None)
+        self.published.append((record, stored_at))
+
+    def reachable(self, timeout: float = 3.0) -> bool:
+        return self.failure is None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def memory_services(
+    settings: GatewaySettings,
+    *,
+    store: MemoryObjectStore | None = None,
+    events: MemoryUploadEvents | None = None,
+    status: StatusSource | None = None,
+) -> Services:
+    """The gateway's services with no server: the real key store and ledger on the memory store."""
+    store = store or MemoryObjectStore()
+    return Services(
+        store=store,
+        keys=S3KeyStore(store, unknown_cache_seconds=settings.unknown_key_cache_seconds),
+        ledger=UploadLedger(store, quota_cache_seconds=0),
+        events=events or MemoryUploadEvents(),
+        status=status,
     )
 
 
