@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from photostream.config import KafkaSettings, S3Settings
+from photostream.kafka_producer import EventProducer
 from photostream.objectstore import ObjectStore
-from photostream.producer import EventProducer
 from photostream.samples import sample_photo
 from photostream.topics import ensure_topics
 from schemas.events import UploadReceived

@@ -30,9 +30,9 @@ from aiohttp.typedefs import Middleware
 
 from photostream.config import GatewaySettings
 from photostream.http import bearer_token
+from photostream.kafka_producer import PublishError
 from photostream.logs import upload_context
 from photostream.objectstore import Store, StoreError, StoreUnavailable
-from photostream.producer import PublishError
 from photostream.warehouse import WarehouseError
 from producers import problems
 from producers.dashboard import Dashboard

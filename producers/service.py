@@ -21,10 +21,10 @@ from photostream.topics import ensure_topics
 from photostream.warehouse import reader_for
 from producers.accesslog import RedactingAccessLogger
 from producers.dashboard import Dashboard
-from producers.events import KafkaUploadEvents
 from producers.gateway import Services, create_app
 from producers.keys import S3KeyStore
 from producers.ledger import UploadLedger
+from producers.publisher import KafkaUploadEvents
 from producers.status import ClickHouseStatus
 from schemas.serde import EventSerde
 

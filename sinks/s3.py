@@ -42,7 +42,7 @@ _RECENT_IMAGES = 100_000
 
 
 class ReadyEvents(Protocol):
-    """Where ``ImageReady`` goes (``photostream.producer.EventProducer`` in production)."""
+    """Where ``ImageReady`` goes (``photostream.kafka_producer.EventProducer`` in production)."""
 
     async def send(self, topic: str, *, key: bytes, value: bytes) -> object:
         """Publish and wait for the broker's acknowledgement."""
@@ -82,7 +82,7 @@ class _Write:
     offset: int
 
 
-class VariantSink:
+class S3Sink:
     """Writes variants to S3 and announces complete images on ``photo-ready``."""
 
     name = "s3-sink"

@@ -22,9 +22,9 @@ from photostream.config import (
     SinksSettings,
     clickhouse_settings,
 )
+from photostream.kafka_producer import EventProducer
 from photostream.logs import announce
 from photostream.objectstore import ObjectStore
-from photostream.producer import EventProducer
 from photostream.topics import ensure_topics
 from photostream.warehouse import EngineReader, ensure_query_token
 from schemas.serde import EventSerde
@@ -33,7 +33,7 @@ from sinks import clickhouse
 from sinks.clickhouse_schema import migrate
 from sinks.consumer import Sink, SinkLoop
 from sinks.query_endpoint import query_routes
-from sinks.s3 import VariantSink
+from sinks.s3 import S3Sink
 from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,7 @@ async def serve(
         )
 
     loops = [
-        sink_loop(
-            VariantSink(store, producer, serde, cache_control=sinks.cache_control), sinks.s3_group, [PHOTO_VARIANTS]
-        ),
+        sink_loop(S3Sink(store, producer, serde, cache_control=sinks.cache_control), sinks.s3_group, [PHOTO_VARIANTS]),
         sink_loop(clickhouse.ClickHouseSink(writer, serde), sinks.clickhouse_group, clickhouse.TOPICS),
     ]
     runner = None

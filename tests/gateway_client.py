@@ -9,13 +9,13 @@ from datetime import datetime
 import aiohttp
 
 from photostream.config import GatewaySettings, KafkaSettings, S3Settings
+from photostream.kafka_producer import PublishError
 from photostream.objectstore import MemoryObjectStore, ObjectStore
-from photostream.producer import PublishError
 from producers.dashboard import Dashboard
-from producers.events import KafkaUploadEvents
 from producers.gateway import Services
 from producers.keys import S3KeyStore
 from producers.ledger import UploadLedger, UploadRecord
+from producers.publisher import KafkaUploadEvents
 from producers.status import StatusSource
 from schemas.serde import EventSerde
 

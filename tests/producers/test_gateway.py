@@ -15,8 +15,8 @@ from PIL import Image
 
 from photostream.clients import s3_client
 from photostream.config import GatewaySettings, KafkaSettings, S3Settings
+from photostream.kafka_producer import PublishError
 from photostream.objectstore import STAGING_PREFIX, ObjectStore, StoreUnavailable
-from photostream.producer import PublishError
 from photostream.topics import ensure_topics
 from photostream.warehouse import QueryUnavailable
 from producers.gateway import create_app

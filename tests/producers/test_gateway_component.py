@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from photostream.config import GatewaySettings
+from photostream.kafka_producer import PublishError
 from photostream.objectstore import STAGING_PREFIX, MemoryObjectStore, StoreUnavailable
-from photostream.producer import PublishError
 from producers.gateway import create_app
 from producers.ledger import original_key, upload_id_for
 from tests.gateway_client import MemoryUploadEvents, auth, form, memory_services

@@ -14,7 +14,7 @@ from schemas.events import ImageReady, VariantRendered
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_READY, PHOTO_VARIANTS
 from sinks.consumer import Received
-from sinks.s3 import VariantSink, variant_key
+from sinks.s3 import S3Sink, variant_key
 
 CACHE_CONTROL = SinksSettings().cache_control
 SERDE = EventSerde()
@@ -61,9 +61,9 @@ def received(event: VariantRendered, offset: int, partition: int = 3) -> Receive
     return Received.of(message)
 
 
-def sink(**options) -> tuple[VariantSink, MemoryObjectStore, Published]:
+def sink(**options) -> tuple[S3Sink, MemoryObjectStore, Published]:
     bucket, published = MemoryObjectStore(), Published()
-    return VariantSink(bucket, published, SERDE, **{"cache_control": CACHE_CONTROL, **options}), bucket, published
+    return S3Sink(bucket, published, SERDE, **{"cache_control": CACHE_CONTROL, **options}), bucket, published
 
 
 async def test_keys_follow_the_documented_layout_with_caching_and_checksums():
@@ -130,7 +130,7 @@ async def test_after_a_restart_an_image_whose_variants_are_already_stored_is_com
     await first.flush()
     # A new process only sees the last two variants (the rest were committed before it).
     published = Published()
-    second = VariantSink(bucket, published, SERDE, cache_control=CACHE_CONTROL, straggler_seconds=0)
+    second = S3Sink(bucket, published, SERDE, cache_control=CACHE_CONTROL, straggler_seconds=0)
     for offset, event in enumerate(events[3:], start=3):
         await second.add(received(event, offset))
     assert await second.flush() == {(PHOTO_VARIANTS, 3): 5}

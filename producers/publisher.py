@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from photostream.config import KafkaSettings
-from photostream.producer import EventProducer
+from photostream.kafka_producer import EventProducer
 from producers.ledger import UploadRecord
 from schemas.events import UploadReceived
 from schemas.serde import EventSerde
