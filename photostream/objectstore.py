@@ -134,6 +134,9 @@ class MultipartUpload:
 class Store(Protocol):
     """One bucket of objects; every ``async`` method may raise ``StoreUnavailable``."""
 
+    bucket: str
+    """The bucket's name, as events name where an object lives."""
+
     def close(self) -> None:
         """Release what the store holds (connections, threads)."""
         ...

@@ -43,6 +43,7 @@ from producers.metrics import GatewayMetrics
 from producers.originals import HeldOriginals
 from producers.status import Progress, StatusSource
 from producers.throttle import FailureLimiter
+from schemas.events import UploadReceived
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ MAX_OTHER_PARTS = 16
 class UploadEvents(Protocol):
     """Publishes the event that an upload was received (acknowledged before returning)."""
 
-    async def publish(self, record: UploadRecord, *, stored_at: datetime) -> None:
-        """Publish ``UploadReceived`` for the record; raise PublishError if not acknowledged."""
+    async def publish(self, event: UploadReceived) -> None:
+        """Publish ``event`` (its ``published_at`` stamped at the send); raise PublishError if not acknowledged."""
         ...
 
     def reachable(self, timeout: float = 3.0) -> bool:
@@ -377,26 +378,30 @@ class Gateway:
                 log.warning("could not delete original %s of an unpublished upload: %s", key, exc)
 
     async def _publish(self, batch: _Batch) -> None:
-        records = [
-            UploadRecord(
-                upload_id=item.upload_id,
+        # Built once: the event is what Kafka gets, and the ledger's record is read off it.
+        events = [
+            UploadReceived(
+                upload_id=uuid.UUID(item.upload_id),
                 photographer_id=batch.photographer_id,
                 filename=item.filename,
                 content_type=item.staged.content_type,
                 bytes=item.staged.size,
                 sha256=item.staged.sha256,
+                bucket=self.services.store.bucket,
                 original_key=original_key(batch.photographer_id, item.upload_id),
-                received_at=item.received_at.isoformat(),
                 title=batch.title,
-                tags=batch.tags,
+                tags=tuple(batch.tags),
+                received_at=item.received_at,
+                stored_at=item.stored_at,
+                published_at=item.stored_at,  # stamped again by the publisher at the send
+                gateway_id=self.settings.instance_id,
             )
             for item in batch.accepted
         ]
-        stored = [item.stored_at for item in batch.accepted]
+        records = [UploadRecord.of(event) for event in events]
         try:
             outcomes = await asyncio.gather(
-                *(self.services.events.publish(rec, stored_at=at) for rec, at in zip(records, stored, strict=True)),
-                return_exceptions=True,
+                *(self.services.events.publish(event) for event in events), return_exceptions=True
             )
         except BaseException:  # cancelled: no event is known to be acknowledged
             await self._abandon(batch)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from photostream.objectstore import STAGING_PREFIX, AlreadyExists, ObjectMissing, Store
+from schemas.events import UploadReceived
 
 # Fixed namespace for deterministic upload ids (uuid5 of photographer and content hash).
 UPLOAD_NAMESPACE = uuid.UUID("5b0f3c1e-7d2a-5f43-9a64-1c8e2f7b9d10")
@@ -56,6 +57,22 @@ class UploadRecord:
     received_at: str
     title: str | None = None
     tags: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, event: UploadReceived) -> UploadRecord:
+        """The record of a published ``UploadReceived``."""
+        return cls(
+            upload_id=str(event.upload_id),
+            photographer_id=event.photographer_id,
+            filename=event.filename,
+            content_type=event.content_type,
+            bytes=event.bytes,
+            sha256=event.sha256,
+            original_key=event.original_key,
+            received_at=event.received_at.isoformat(),
+            title=event.title,
+            tags=list(event.tags),
+        )
 
 
 class UploadLedger:

@@ -55,7 +55,6 @@ def build_services(
             kafka,
             EventSerde(registry.url),
             gateway_id=gateway.instance_id,
-            bucket=s3.bucket,
             delivery_timeout=gateway.kafka_delivery_timeout,
         ),
         status=ClickHouseStatus(reader, warehouse.database),

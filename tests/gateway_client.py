@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import datetime
 
 import aiohttp
 
@@ -14,9 +13,10 @@ from photostream.objectstore import MemoryObjectStore, ObjectStore
 from producers.dashboard import Dashboard
 from producers.gateway import Services
 from producers.keys import S3KeyStore
-from producers.ledger import UploadLedger, UploadRecord
+from producers.ledger import UploadLedger
 from producers.publisher import KafkaUploadEvents
 from producers.status import StatusSource
+from schemas.events import UploadReceived
 from schemas.serde import EventSerde
 
 
@@ -38,7 +38,6 @@ def gateway_services(
             kafka,
             EventSerde(),
             gateway_id=settings.instance_id,
-            bucket=s3.bucket,
             delivery_timeout=settings.kafka_delivery_timeout,
         ),
         status=status,
@@ -55,7 +54,7 @@ class MemoryUploadEvents:
     """
 
     def __init__(self) -> None:
-        self.published: list[tuple[UploadRecord, datetime]] = []
+        self.published: list[UploadReceived] = []
         self.failure: PublishError | None = None
         self.closed = False
 
@@ -63,11 +62,11 @@ class MemoryUploadEvents:
         """Fail every publish with ``error`` (and answer unreachable) until called with None."""
         self.failure = error
 
-    async def publish(self, record: UploadRecord, *, stored_at: datetime) -> None:
+    async def publish(self, event: UploadReceived) -> None:
         await asyncio.sleep(0)  # a send is never synchronous
         if self.failure is not None:
             raise self.failure.with_traceback(None)
-        self.published.append((record, stored_at))
+        self.published.append(event)
 
     def reachable(self, timeout: float = 3.0) -> bool:
         return self.failure is None

@@ -536,13 +536,13 @@ class GatedEvents:
     def __init__(self, inner) -> None:
         self.inner, self.waiting, self.gate = inner, asyncio.Event(), asyncio.Event()
 
-    async def publish(self, record, *, stored_at) -> None:
-        if record.filename == "fail.jpg":
+    async def publish(self, event) -> None:
+        if event.filename == "fail.jpg":
             raise PublishError("photo-uploads: not acknowledged (test)")
-        if record.filename == "ok.jpg":
+        if event.filename == "ok.jpg":
             self.waiting.set()
             await self.gate.wait()
-        await self.inner.publish(record, stored_at=stored_at)
+        await self.inner.publish(event)
 
     def reachable(self, timeout: float = 3.0) -> bool:
         return self.inner.reachable(timeout)
