@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -37,13 +36,11 @@ from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.worker_burst import publish
 from photostream.config import KafkaSettings, S3Settings
-from photostream.kafka_producer import EventProducer
 from photostream.objectstore import ObjectStore
 from photostream.samples import sample_photo
 from photostream.topics import ensure_topics
-from schemas.events import UploadReceived
-from schemas.serde import EventSerde
 from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_UPLOADS
 from tests.streams.workers import OutputReader, WorkerGroup, delete_group_topics, start_group_at_end
 
@@ -122,31 +119,6 @@ async def store_originals(s3: S3Settings, photos: list[bytes], prefix: str) -> l
         return keys
     finally:
         store.close()
-
-
-async def publish(
-    kafka: KafkaSettings, s3: S3Settings, photographer: str, photos: list[bytes], keys: list[str]
-) -> None:
-    producer, serde, now = EventProducer(kafka), EventSerde(), datetime.now(UTC)
-    try:
-        for data, key in zip(photos, keys, strict=True):
-            event = UploadReceived(
-                upload_id=uuid.uuid4(),
-                photographer_id=photographer,
-                filename=key.rsplit("/", 1)[-1],
-                content_type="image/jpeg",
-                bytes=len(data),
-                sha256=hashlib.sha256(data).hexdigest(),
-                bucket=s3.bucket,
-                original_key=key,
-                received_at=now,
-                stored_at=now,
-                published_at=now,
-                gateway_id="bench",
-            )
-            await producer.send(PHOTO_UPLOADS, key=photographer.encode(), value=serde.encode(event, PHOTO_UPLOADS))
-    finally:
-        producer.close()
 
 
 def wait_for_kafka(kafka: KafkaSettings, timeout: float = 300) -> None:

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,3 +57,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_gateway(env: Mapping[str, str], log: Path, timeout: float = 60) -> ServiceProcess:
+    """Start ``photostream gateway`` and return once it says it listens (fails if it exits first)."""
+    process = start_service(["gateway"], env, log)
+    deadline = time.monotonic() + timeout
+    while "gateway listening" not in process.output():
+        assert process.process.poll() is None, process.output()
+        assert time.monotonic() < deadline, f"the gateway did not listen within {timeout} s:\n{process.output()}"
+        time.sleep(0.2)
+    return process

@@ -22,7 +22,7 @@ from producers.upload import Uploader
 from schemas.events import ImageReady
 from schemas.topics import PHOTO_READY, PHOTO_VARIANTS
 from tests.gateway_client import auth
-from tests.processes import free_port, start_service
+from tests.processes import free_port, start_gateway
 from tests.streams.workers import OutputReader, uncommitted
 
 pytestmark = pytest.mark.integration
@@ -107,6 +107,17 @@ async def assert_one_original_per_upload(local_stack, photographer: str, accepte
     print(f"originals: {len(originals)} for {len(set(accepted))} acknowledged uploads, staged: {len(staged)}")
     assert originals == sorted(original_key(photographer, upload_id) for upload_id in set(accepted))
     assert staged == []
+
+
+def gateway_env(local_stack, sinks, port: int) -> dict[str, str]:
+    """The environment of a gateway process on the local stack, reading status through ``sinks``."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": local_stack.kafka.bootstrap_servers,
+        "S3_ENDPOINT_URL": local_stack.s3.endpoint_url,
+        "GATEWAY_PORT": str(port),
+        **sinks.reader_env,
+    }
 
 
 def make_photos(tmp_path, seed: int) -> list:
@@ -294,24 +305,12 @@ async def test_gateway_killed_mid_stream(make_gateway, workers, sinks, local_sta
     paths = make_photos(tmp_path, 9000)
     in_flight = InFlight(local_stack, workers, sinks, ready_reader, photographer)
     port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": local_stack.kafka.bootstrap_servers,
-        "S3_ENDPOINT_URL": local_stack.s3.endpoint_url,
-        "GATEWAY_PORT": str(port),
-        **sinks.reader_env,
-    }
+    env = gateway_env(local_stack, sinks, port)
 
-    def start_gateway(index: int):
-        process = start_service(["gateway"], env, tmp_path / f"gateway-{index}.log")
-        deadline = time.monotonic() + 60
-        while "gateway listening" not in process.output():
-            assert process.process.poll() is None, process.output()
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        return process
+    def gateway(index: int):
+        return start_gateway(env, tmp_path / f"gateway-{index}.log")
 
-    first = start_gateway(0)
+    first = gateway(0)
     second = None
 
     async def crash() -> float:
@@ -321,7 +320,7 @@ async def test_gateway_killed_mid_stream(make_gateway, workers, sinks, local_sta
         killed_at = time.monotonic()
         first.kill()
         await asyncio.sleep(2)
-        second = await asyncio.to_thread(start_gateway, 1)
+        second = await asyncio.to_thread(gateway, 1)
         return killed_at
 
     try:

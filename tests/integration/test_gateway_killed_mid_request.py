@@ -20,8 +20,8 @@ from photostream.objectstore import STAGING_PREFIX
 from photostream.samples import sample_photo
 from producers.upload import Uploader
 from schemas.topics import PHOTO_READY
-from tests.integration.test_faults import check_invariant
-from tests.processes import free_port, start_service
+from tests.integration.test_faults import check_invariant, gateway_env
+from tests.processes import free_port, start_gateway
 from tests.streams.workers import OutputReader
 
 pytestmark = pytest.mark.integration
@@ -72,24 +72,12 @@ async def test_gateway_killed_while_large_uploads_stream_in(
         path.write_bytes(large_jpeg(index))
         paths.append(path)
     port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": local_stack.kafka.bootstrap_servers,
-        "S3_ENDPOINT_URL": local_stack.s3.endpoint_url,
-        "GATEWAY_PORT": str(port),
-        **sinks.reader_env,
-    }
+    env = gateway_env(local_stack, sinks, port)
 
-    def start_gateway(index: int):
-        process = start_service(["gateway"], env, tmp_path / f"gateway-{index}.log")
-        deadline = time.monotonic() + 60
-        while "gateway listening" not in process.output():
-            assert process.process.poll() is None, process.output()
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        return process
+    def gateway(index: int):
+        return start_gateway(env, tmp_path / f"gateway-{index}.log")
 
-    first = start_gateway(0)
+    first = gateway(0)
     second = None
     in_flight_at_kill = 0
 
@@ -102,7 +90,7 @@ async def test_gateway_killed_while_large_uploads_stream_in(
             await asyncio.sleep(0.05)
         first.kill()
         await asyncio.sleep(1)
-        second = await asyncio.to_thread(start_gateway, 1)
+        second = await asyncio.to_thread(gateway, 1)
 
     uploader = Uploader(f"http://127.0.0.1:{port}", key, parallel=2, attempts=40)
     try:
