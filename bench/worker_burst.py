@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from photostream.config import KafkaSettings, S3Settings
+from photostream.config import KafkaSettings, S3Settings, SinksSettings
 from photostream.kafka_producer import EventProducer
 from photostream.objectstore import ObjectStore
 from photostream.samples import sample_photo
@@ -51,7 +51,8 @@ async def store_originals(store: ObjectStore, photos: list[bytes], prefix: str) 
 async def publish(
     kafka: KafkaSettings, s3: S3Settings, photographer: str, photos: list[bytes], keys: list[str]
 ) -> None:
-    producer, serde, now = EventProducer(kafka), EventSerde(), datetime.now(UTC)
+    producer = EventProducer(kafka, delivery_timeout=SinksSettings().kafka_delivery_timeout)
+    serde, now = EventSerde(), datetime.now(UTC)
     try:
         for data, key in zip(photos, keys, strict=True):
             event = UploadReceived(

@@ -229,6 +229,8 @@ class SinksSettings(BaseSettings):
     cache_control: str = "public, max-age=31536000, immutable"
     # How long a failing S3 or ClickHouse write is retried before the sink gives up and exits.
     retry_seconds: float = Field(default=600.0, gt=0)
+    # Seconds the S3 sink waits for Kafka to acknowledge an ImageReady before the flush fails (and is retried).
+    kafka_delivery_timeout: float = Field(default=15.0, gt=0)
 
 
 class StackSettings(BaseSettings):

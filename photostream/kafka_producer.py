@@ -29,9 +29,7 @@ class PublishError(Exception):
 class EventProducer:
     """An idempotent, acks=all producer whose sends are awaitable."""
 
-    def __init__(
-        self, settings: KafkaSettings, *, delivery_timeout: float = 15.0, client_id: str = "photostream"
-    ) -> None:
+    def __init__(self, settings: KafkaSettings, *, delivery_timeout: float, client_id: str = "photostream") -> None:
         """Create the producer and start its polling thread."""
         self._producer = Producer(
             {

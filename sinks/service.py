@@ -52,7 +52,7 @@ async def serve(
     if applied:
         log.info("ClickHouse schema migrated to version %s", max(applied))
     store = ObjectStore(s3)
-    producer = EventProducer(kafka, client_id="photostream-s3-sink")
+    producer = EventProducer(kafka, delivery_timeout=sinks.kafka_delivery_timeout, client_id="photostream-s3-sink")
     serde = EventSerde(registry.url)
 
     def sink_loop(sink: Sink, group_id: str, topics: list[str]) -> SinkLoop:
