@@ -1,14 +1,17 @@
-"""`make bench`: the four measurements of issue 6, side by side in one run, with their ratios.
+"""`make bench`: the four measurements of issue 6 and the analytics of issue 12, side by side in one run.
 
 1. Ceiling: photostream's image library alone (decode, metadata, hashes, variants) on all cores.
 2. Peers: plain Pillow and sharp (npm) rendering the same variants.
 3. The pipeline: gateway → Kafka → workers → sinks, first upload to last ImageReady.
 4. The gateway: accepted uploads per second against raw S3 PUTs, 32 clients.
+5. Analytics: the doc's ten questions, the dashboard and the status on 30 days of history (bench/analytics.py,
+   which also writes bench/results/analytics.json and analytics.md).
 
 Same photos (synthetic 12-megapixel JPEGs with EXIF, one photographer sending half), same
 machine, one run. Results go to bench/results/results.json and results.md (shown in the README).
 
     make bench                      # or: .venv/bin/python bench/run.py --photos 40
+    .venv/bin/python bench/run.py --analytics quick   # the analytics section at a small scale
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import image_peers, pipeline_bench
+from bench import analytics, image_peers, pipeline_bench
 from bench.photoset import PhotoSet, photo_set, save
 
 
@@ -31,6 +34,9 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=40, help="how many 12 MP photos")
     parser.add_argument("--gateway-uploads", type=int, default=64)
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients for the gateway measurement")
+    parser.add_argument(
+        "--analytics", choices=("full", "quick", "skip"), default="full", help="the analytics section's scale"
+    )
     args = parser.parse_args()
     photos = photo_set(args.photos)
     paths = list(photos.paths)
@@ -41,17 +47,27 @@ def main() -> None:
     )
 
     timings: dict[str, float | None] = {}
-    print("1/4 ceiling: the image library alone...", flush=True)
+    print("1/5 ceiling: the image library alone...", flush=True)
     timings["ceiling"] = image_peers.ceiling(paths)
-    print("2/4 peers: Pillow, sharp...", flush=True)
+    print("2/5 peers: Pillow, sharp...", flush=True)
     timings["pillow"] = image_peers.pillow(paths)
     timings["sharp"] = image_peers.sharp(paths)
-    print("3/4 the pipeline...", flush=True)
+    print("3/5 the pipeline...", flush=True)
     pipeline = pipeline_bench.pipeline(paths, list(photos.owners))
-    print("4/4 the gateway against raw S3...", flush=True)
+    print("4/5 the gateway against raw S3...", flush=True)
     gateway = pipeline_bench.gateway_against_s3(paths, clients=args.clients, uploads=args.gateway_uploads)
+    insights = None
+    if args.analytics != "skip":
+        print("5/5 analytics: questions, dashboard and status on generated history...", flush=True)
+        insights = analytics.run(analytics.Options.small() if args.analytics == "quick" else analytics.Options())
 
-    text = "\n".join(report(photos, timings, pipeline, gateway, cores))
+    lines = report(photos, timings, pipeline, gateway, cores)
+    if insights is not None:
+        analytics_lines = analytics.markdown(insights)
+        if args.analytics == "full":
+            analytics.save(insights, "\n".join(analytics_lines))
+        lines += ["", "Analytics (bench/analytics.py):", "", *analytics_lines]
+    text = "\n".join(lines)
     print("\n" + text)
     save(
         {
@@ -66,6 +82,7 @@ def main() -> None:
             "photos_per_second": timings,
             "pipeline": pipeline,
             "gateway": gateway,
+            "analytics": insights,
         },
         text,
     )
