@@ -18,7 +18,10 @@ def decoder_processes() -> set[int]:
     """This process's children running the HEIF decoder script."""
     children = set()
     for task in Path("/proc/self/task").iterdir():
-        children |= {int(pid) for pid in (task / "children").read_text().split()}
+        try:
+            children |= {int(pid) for pid in (task / "children").read_text().split()}
+        except FileNotFoundError:  # a thread that ended while we looked
+            continue
     found = set()
     for pid in children:
         try:
