@@ -32,6 +32,7 @@ from photostream.topics import ensure_topics
 from schemas.events import UploadReceived
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_PROCESSED, PHOTO_UPLOADS
+from tests.processes import ServiceProcess
 from tests.streams.workers import OutputReader, WorkerGroup, delete_group_topics, start_group_at_end
 
 CORES = os.cpu_count() or 1
@@ -46,6 +47,15 @@ async def store_originals(store: ObjectStore, photos: list[bytes], prefix: str) 
     keys = [f"{prefix}/{index}.jpg" for index in range(len(photos))]
     await asyncio.gather(*(store.put(k, p, content_type="image/jpeg") for k, p in zip(keys, photos, strict=True)))
     return keys
+
+
+def wait_until_ready(worker: ServiceProcess, timeout: float = 120) -> None:
+    """Return once the worker process says Faust is ready; raise if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while "Worker ready" not in worker.output():
+        if time.monotonic() > deadline or worker.process.poll() is not None:
+            raise RuntimeError(f"worker did not start:\n{worker.output()[-3000:]}")
+        time.sleep(0.2)
 
 
 async def publish(
@@ -83,11 +93,7 @@ def run_window(
     photographer = f"bench-{uuid.uuid4().hex[:8]}"
     reader = OutputReader(kafka, [PHOTO_PROCESSED])
     try:
-        deadline = time.monotonic() + 120
-        while "Worker ready" not in worker.output():
-            if time.monotonic() > deadline or worker.process.poll() is not None:
-                raise RuntimeError(f"worker did not start:\n{worker.output()[-3000:]}")
-            time.sleep(0.2)
+        wait_until_ready(worker)
         cpu_before, started = cpu_seconds(worker.process.pid), time.monotonic()
         asyncio.run(publish(kafka, s3, photographer, photos, keys))
         done = reader.poll_until(lambda r: len(r.of(PHOTO_PROCESSED, {photographer})) >= len(photos), timeout=1800)

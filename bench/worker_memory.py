@@ -36,7 +36,7 @@ from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.worker_burst import publish
+from bench.worker_burst import publish, wait_until_ready
 from photostream.config import KafkaSettings, S3Settings
 from photostream.objectstore import ObjectStore
 from photostream.samples import sample_photo
@@ -145,11 +145,7 @@ def measure(kafka: KafkaSettings, s3: S3Settings, photos: list[bytes], keys: lis
     photographer = f"bench-{uuid.uuid4().hex[:8]}"
     reader = OutputReader(kafka, [PHOTO_PROCESSED, PHOTO_FAILED])
     try:
-        deadline = time.monotonic() + 120
-        while "Worker ready" not in worker.output():
-            if time.monotonic() > deadline or worker.process.poll() is not None:
-                raise RuntimeError(f"worker did not start:\n{worker.output()[-3000:]}")
-            time.sleep(0.2)
+        wait_until_ready(worker)
         pid = worker.process.pid
         idle = vm_kb(pid, "VmRSS") / 1024
         started = time.monotonic()
