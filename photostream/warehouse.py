@@ -30,7 +30,7 @@ import os
 import queue
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -204,27 +204,39 @@ def _translate(error: ClickHouseError) -> WarehouseError:
 class RemoteReader:
     """Queries through the sinks process's query endpoint (embedded engine)."""
 
-    def __init__(self, url: str, token: str, *, timeout: float = 60.0) -> None:
-        """Send queries to ``url`` (the sinks' ``CLICKHOUSE_QUERY_URL``), proving ``token``."""
+    def __init__(self, url: str, token: str | Callable[[], str], *, timeout: float = 60.0) -> None:
+        """Send queries to ``url`` (the sinks' ``CLICKHOUSE_QUERY_URL``), proving ``token``.
+
+        ``token`` may be a function that reads it: it is asked again when the endpoint refuses the
+        one held, as when this process started before the sinks wrote their token file.
+        """
         self._url = url.rstrip("/") + QUERY_PATH
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._read_token = token if callable(token) else (lambda: token)
+        self._token = self._read_token()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
     async def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         """POST the query; the answer's values come back as JSON (ids and times as strings)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         body = {"sql": sql, "parameters": {key: jsonable(value) for key, value in (parameters or {}).items()}}
-        try:
-            async with self._session.post(self._url, json=body) as response:
-                answer = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            raise QueryUnavailable(f"no answer from {self._url}: is `photostream sinks` running?") from error
-        if response.status == 200:
+        status, answer = await self._post(body)
+        if status == 401 and (token := self._read_token()) != self._token:
+            self._token = token
+            status, answer = await self._post(body)
+        if status == 200:
             return QueryResult(tuple(answer["columns"]), tuple(answer["types"]), tuple(map(tuple, answer["rows"])))
         kind = _PROBLEMS.get(str(answer.get("type", "")), WarehouseError)
-        raise kind(answer.get("detail", f"query failed with HTTP {response.status}"))
+        raise kind(answer.get("detail", f"query failed with HTTP {status}"))
+
+    async def _post(self, body: dict[str, Any]) -> tuple[int, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        headers = {"Authorization": f"Bearer {self._token}"}
+        try:
+            async with self._session.post(self._url, json=body, headers=headers) as response:
+                return response.status, await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            raise QueryUnavailable(f"no answer from {self._url}: is `photostream sinks` running?") from error
 
     async def close(self) -> None:
         """Close the HTTP session."""
@@ -245,7 +257,7 @@ _PROBLEMS: dict[str, type[WarehouseError]] = {f"/problems/{code}": kind for kind
 def reader_for(settings: ClickHouseSettings) -> Reader:
     """The sinks' endpoint for the embedded engine; sessions of this process's own on a server."""
     if settings.embedded:
-        return RemoteReader(settings.query_url, query_token(settings))
+        return RemoteReader(settings.query_url, lambda: query_token(settings))
     return EngineReader(settings)
 
 

@@ -12,10 +12,12 @@ import asyncio
 import time
 
 import pytest
+from aiohttp import web
 
 from photostream.config import ClickHouseSettings
-from photostream.warehouse import EngineReader, QueryLimitExceeded, ReadOnlyViolation, WarehouseError
+from photostream.warehouse import EngineReader, QueryLimitExceeded, ReadOnlyViolation, RemoteReader, WarehouseError
 from sinks.clickhouse_schema import migrate
+from sinks.query_endpoint import query_routes
 from sinks.writer import ClickHouseWriter
 from tests.sinks.pipeline_data import DATABASE, build_pipeline, insert_events
 
@@ -98,3 +100,20 @@ async def test_inserts_do_not_wait_behind_a_slow_read(engine, tmp_path):
         await slow_reader.close()
     # Timing is printed, never asserted (the machine is shared); the read ran on, the insert did not wait for it.
     print(f"a batch inserted in {inserted_in * 1000:.0f} ms while a read ran to its 4 s limit")
+
+
+async def test_a_reader_started_before_the_token_file_recovers_once_it_exists(engine, aiohttp_server, tmp_path):
+    """On a fresh stack the gateway may build its reader before the sinks wrote their token file."""
+    _, reader = engine
+    app = web.Application()
+    app.add_routes(query_routes(reader, "the-sinks-token"))
+    server = await aiohttp_server(app)
+    token_file = tmp_path / "token"
+    remote = RemoteReader(str(server.make_url("/")), lambda: token_file.read_text() if token_file.exists() else "")
+    try:
+        with pytest.raises(WarehouseError, match="Bearer token"):
+            await remote.query("SELECT 1")
+        token_file.write_text("the-sinks-token")
+        assert (await remote.query("SELECT 1 + 1")).rows == ((2,),)
+    finally:
+        await remote.close()
