@@ -172,7 +172,7 @@ async def _run(options: Options, path: Path) -> dict[str, Any]:
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "arch": platform.machine()},
         "goals": GOALS,
-        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+        "options": {k: _portable(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
         **first,
     }
     if options.growth:
@@ -380,9 +380,15 @@ def _timing_row(timing: dict[str, Any], grown: dict[str, Any] | None, growth: bo
     )
 
 
+def _portable(path: Path) -> str:
+    """A path as results may record it: relative to the project, else its name (no machine paths)."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if ROOT in resolved.parents else path.name
+
+
 def _doc(results: dict[str, Any]) -> str:
-    doc = Path(results["options"]["doc"])
-    return "" if doc == DOC else f" Questions from {doc.name}, not docs/analytics.md."
+    doc = results["options"]["doc"]
+    return "" if doc == _portable(DOC) else f" Questions from {Path(doc).name}, not docs/analytics.md."
 
 
 def _loads(results: dict[str, Any]) -> str:
