@@ -181,18 +181,27 @@ class InFlight:
         return {str(e.upload_id): e.ready_at for e in events if isinstance(e, ImageReady)}
 
     async def strike(self, timeout: float = 10) -> None:
-        """Return at a moment with work in flight (or after ``timeout``: then ``counts`` says nothing was)."""
+        """Return at a moment with work in flight (or after ``timeout``: then ``counts`` says nothing was).
+
+        The moment is right after an upload was acknowledged, which cannot be ready yet, with offsets
+        uncommitted; reading ``ImageReady`` alone could miss one that was ready a moment before.
+        """
         kafka = self._local_stack.kafka
         deadline = time.monotonic() + timeout
+        seen = len(self.accepted)
         while True:
-            self._ready_reader.poll_until(lambda r: False, timeout=0.2)
+            await asyncio.sleep(0.05)
+            fresh = len(self.accepted) > seen
+            seen = len(self.accepted)
+            if not fresh and time.monotonic() < deadline:
+                continue
+            self._moment, self._accepted_then = datetime.now(UTC), set(self.accepted)
             lags = await asyncio.gather(
                 asyncio.to_thread(uncommitted, kafka, self._workers.app_id),
                 asyncio.to_thread(uncommitted, kafka, self._sinks.s3_group, PHOTO_VARIANTS),
             )
-            self._moment, self._accepted_then, self._uncommitted_then = datetime.now(UTC), set(self.accepted), sum(lags)
-            pending = self._accepted_then - set(self._ready())
-            if (pending and self._uncommitted_then) or time.monotonic() > deadline:
+            self._uncommitted_then = sum(lags)
+            if self._uncommitted_then or time.monotonic() > deadline:
                 return
 
     def counts(self) -> dict[str, int]:
