@@ -7,6 +7,7 @@ instance answers the same, whichever backend runs.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,18 +45,15 @@ class ClickHouseStatus:
         """Read through ``reader`` from ``database`` (an identifier ``ClickHouseSettings`` validated)."""
         self._reader = reader
         # Only the database name is spliced in; every value is a bound parameter.
-        # One upload's rows are few, so each query takes the newest version itself (what FINAL would keep)
-        # instead of paying FINAL over every day's partition: a lookup by primary key, in milliseconds.
+        # One upload's rows are few: each query reads them all by primary key, without FINAL (which would merge
+        # every day's partition) and without ORDER BY ... LIMIT BY (which costs more than the lookup itself), and
+        # the newest version of each row is picked here, as FINAL would.
         db, where = database, "photographer_id = {photographer:String} AND upload_id = {upload:UUID}"
         self._ready = f"SELECT 1 FROM {db}.ready WHERE {where} LIMIT 1"  # noqa: S608
-        self._image = (
-            f"SELECT {', '.join(_METADATA_FIELDS)}, duplicate_of FROM {db}.images WHERE {where} "  # noqa: S608
-            "ORDER BY version DESC LIMIT 1"
-        )
+        self._image = f"SELECT version, {', '.join(_METADATA_FIELDS)}, duplicate_of FROM {db}.images WHERE {where}"  # noqa: S608
         self._variants = (
-            "SELECT name, format, width, height, bytes, key FROM ("  # noqa: S608
-            f"SELECT variant AS name, format, width, height, bytes, key FROM {db}.variants WHERE {where} "
-            "ORDER BY version DESC LIMIT 1 BY name, format) ORDER BY name, format"
+            "SELECT version, variant AS name, format, width, height, bytes, key "  # noqa: S608
+            f"FROM {db}.variants WHERE {where}"
         )
         self._failure = (
             f"SELECT reason, detail, stage FROM {db}.failures WHERE {where} "  # noqa: S608
@@ -69,16 +67,20 @@ class ClickHouseStatus:
             WarehouseError: ClickHouse (or the sinks holding it) could not be asked.
         """
         parameters = {"photographer": photographer_id, "upload": upload_id}
-        ready = await self._reader.query(self._ready, parameters)
+        # The three reads a completed upload needs run at once, on the reader's sessions; they are point
+        # lookups, so reading the image of an upload that turns out queued costs little.
+        ready, image, variants = await asyncio.gather(
+            self._reader.query(self._ready, parameters),
+            self._reader.query(self._image, parameters),
+            self._reader.query(self._variants, parameters),
+        )
         if ready.rows:
-            image = await self._reader.query(self._image, parameters)
-            variants = await self._reader.query(self._variants, parameters)
-            row = image.dicts()[0] if image.rows else {}
+            row = _newest(image.dicts())
             duplicate_of = row.pop("duplicate_of", None)
             return Progress(
                 status="completed",
                 metadata={name: jsonable(value) for name, value in row.items()} or None,
-                variants=[{name: jsonable(value) for name, value in v.items()} for v in variants.dicts()],
+                variants=_newest_variants(variants.dicts()),
                 duplicate_of=str(duplicate_of) if duplicate_of else None,
             )
         failure = await self._reader.query(self._failure, parameters)
@@ -90,3 +92,25 @@ class ClickHouseStatus:
     async def close(self) -> None:
         """Close the reader."""
         await self._reader.close()
+
+
+def _newest(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row of the highest ``version`` (what FINAL keeps), without its version; empty when there is none."""
+    if not rows:
+        return {}
+    newest = dict(max(rows, key=lambda row: row["version"]))
+    del newest["version"]
+    return newest
+
+
+def _newest_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest row of each (name, format), sorted by name and format, as JSON values."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["name"], row["format"])
+        if key not in latest or row["version"] > latest[key]["version"]:
+            latest[key] = row
+    return [
+        {name: jsonable(value) for name, value in row.items() if name != "version"}
+        for _, row in sorted(latest.items())
+    ]

@@ -6,6 +6,9 @@ DSN); here the same client API runs on chDB, loaded with a synthetic run and its
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import timedelta
+
 import pytest
 
 from photostream.config import ClickHouseSettings
@@ -13,6 +16,7 @@ from photostream.warehouse import EngineReader
 from producers.status import ClickHouseStatus
 from sinks.clickhouse_schema import migrate
 from sinks.writer import ClickHouseWriter
+from schemas.events import ImageProcessed, ImageReady
 from tests.sinks.pipeline_data import DATABASE, build_pipeline, insert_events
 
 pytestmark = pytest.mark.integration
@@ -27,13 +31,13 @@ async def loaded(tmp_path):
     await writer.run(insert_events, pipeline.events)
     await writer.run(insert_events, pipeline.events)  # a replay
     status = ClickHouseStatus(EngineReader(settings), DATABASE)
-    yield pipeline, status
+    yield pipeline, status, writer
     await status.close()
     writer.close()
 
 
 async def test_every_upload_reads_as_its_final_status(loaded):
-    pipeline, status = loaded
+    pipeline, status, _ = loaded
     for truth in pipeline.truth:
         progress = await status.progress(str(truth.upload_id), truth.photographer_id)
         assert progress.status == truth.status, truth
@@ -49,7 +53,38 @@ async def test_every_upload_reads_as_its_final_status(loaded):
 
 
 async def test_another_photographer_sees_nothing_of_it(loaded):
-    pipeline, status = loaded
+    pipeline, status, _ = loaded
     done = pipeline.with_status("completed")[0]
     other = next(t.photographer_id for t in pipeline.truth if t.photographer_id != done.photographer_id)
     assert (await status.progress(str(done.upload_id), other)).status == "queued"
+
+
+async def test_a_reprocessing_reads_as_its_newest_version(loaded):
+    """The status picks the newest row itself (no FINAL): a later processing of the image wins, variant by variant."""
+    pipeline, status, writer = loaded
+    done = pipeline.with_status("completed")[0]
+    image = next(e for e in pipeline.events if isinstance(e, ImageProcessed) and e.upload_id == done.upload_id)
+    ready = next(e for e in pipeline.events if isinstance(e, ImageReady) and e.upload_id == done.upload_id)
+    later = timedelta(minutes=5)
+    again = [
+        dataclasses.replace(
+            image,
+            metadata=dataclasses.replace(image.metadata, width=1234),
+            processed_at=image.processed_at + later,
+        ),
+        dataclasses.replace(
+            ready,
+            variants=tuple(dataclasses.replace(v, bytes=v.bytes + 7) for v in ready.variants),
+            ready_at=ready.ready_at + later,
+        ),
+    ]
+    await writer.run(insert_events, again)
+
+    progress = await status.progress(str(done.upload_id), done.photographer_id)
+
+    assert progress.metadata is not None
+    assert progress.metadata["width"] == 1234
+    newest = {(v.variant, v.format): v.bytes + 7 for v in ready.variants}
+    assert {(v["name"], v["format"]): v["bytes"] for v in progress.variants} == newest
+    assert len(progress.variants) == len(newest)
+    assert [v["name"] for v in progress.variants] == sorted(v["name"] for v in progress.variants)
