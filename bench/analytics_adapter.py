@@ -17,7 +17,7 @@ from photostream.config import ClickHouseSettings
 from photostream.warehouse import EngineReader, WarehouseError
 from producers.dashboard import Dashboard
 from producers.status import ClickHouseStatus
-from sinks.clickhouse_schema import migrate
+from sinks.clickhouse_schema import ROLLUP_VIEWS, migrate, refresh_rollups
 from sinks.rows import TABLE_COLUMNS, rows_for
 from sinks.writer import ClickHouseWriter
 
@@ -31,6 +31,7 @@ __all__ = [
     "open_reader",
     "open_writer",
     "read_settings",
+    "refresh_daily_rollups",
     "rows_for",
     "settings_for",
     "status_lookup",
@@ -69,6 +70,17 @@ class Reader(Protocol):
 def migrate_to(client: Any, database: str, version: int | None = None) -> list[int]:
     """Apply the schema's migrations to ``database`` on a clickhouse-connect client, up to ``version`` (all: None)."""
     return migrate(client, database, **({} if version is None else {"up_to": version}))
+
+
+def refresh_daily_rollups(client: Any, database: str) -> int:
+    """Refresh the schema's daily rollups now, as their schedule does every 10 minutes; how many (0: none yet)."""
+    present = client.query(
+        "SELECT count() FROM system.tables WHERE database = {db:String} AND name IN {names:Array(String)}",
+        parameters={"db": database, "names": list(ROLLUP_VIEWS)},
+    ).result_rows[0][0]
+    if present:
+        refresh_rollups(client, database)
+    return int(present)
 
 
 def settings_for(path: Path, database: str, *, read_memory_bytes: int | None = None) -> ClickHouseSettings:

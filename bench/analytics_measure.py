@@ -203,11 +203,35 @@ async def _exactness(reader: Reader, database: str, expected: Counts, p95_questi
     statuses = dict((await reader.query(f"SELECT status, count() FROM {db}.image_stages GROUP BY status")).rows)  # noqa: S608
     for status in ("completed", "failed", "queued"):
         checks.append(Check(f"image_stages: status {status}", getattr(expected, status), statuses.get(status, 0)))
+    checks += await _all_time_checks(reader, db, expected)
     if p95_question is not None:
         try:
             checks += await _p95_checks(reader, db, p95_question)
         except QueryError as error:
             checks.append(Check(f"{p95_question.name} p95 today", 0, None, note=str(error)[:200]))
+    return checks
+
+
+async def _all_time_checks(reader: Reader, db: str, expected: Counts) -> list[Check]:
+    """The all-time views (daily rollups plus the days since) against the generator or a scan with FINAL."""
+    cameras, hours = (
+        await reader.query(
+            "SELECT countIf(camera_make IS NOT NULL), countIf(captured_at_local IS NOT NULL) "  # noqa: S608
+            f"FROM {db}.images FINAL"
+        )
+    ).rows[0]
+    sums = {
+        "cameras: sum(images)": ("cameras", "images", cameras),
+        "duplicates_per_photographer: sum(images)": ("duplicates_per_photographer", "images", expected.images),
+        "failures_by_reason: sum(failures)": ("failures_by_reason", "failures", expected.failures),
+        "capture_hours: sum(images)": ("capture_hours", "images", hours),
+    }
+    checks = []
+    for name, (view, column, value) in sums.items():
+        try:
+            checks.append(Check(name, value, await _scalar(reader, f"SELECT sum({column}) FROM {db}.{view}")))  # noqa: S608
+        except QueryError:
+            continue  # an older schema (a baseline) without this view
     return checks
 
 

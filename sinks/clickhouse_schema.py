@@ -20,6 +20,9 @@ Sized for 30+ days of a 60,000-photos-a-day service (migration 3):
   nothing, and a later re-processing (later timestamps) wins, as in the base tables. Its key starts with
   ``received_at``, so "the last hour" reads the last hour's rows and nothing else. ``image_stages`` reads it
   with ``FINAL`` and computes the stage milliseconds; the per-minute views group that.
+- The all-time views (``cameras``, ``duplicates_per_photographer``, ``failures_by_reason``, ``capture_hours``)
+  read daily rollups for the days that did not change since the rollup was refreshed, and rows only for the
+  others (migration 4, ``sinks.clickhouse_rollups``).
 
 The failures partition by ``ifNull(received_at, failed_at)``: a dead letter that does not know when its upload
 arrived is counted in the day (and minute) it failed.
@@ -32,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from sinks.clickhouse_rollups import ROLLUPS
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -514,6 +519,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             _QUEUED_UPLOADS,
         ),
     ),
+    Migration(
+        4,
+        "daily rollups, refreshed every 10 minutes, under the all-time views cameras, duplicates_per_photographer, "
+        "failures_by_reason and the new capture_hours",
+        tuple(statement for rollup in ROLLUPS for statement in rollup.statements()),
+    ),
 )
 """The schema's history, oldest first. Append new steps; never edit one that has shipped."""
 
@@ -531,8 +542,12 @@ VIEWS = (
     "cameras",
     "duplicates_per_photographer",
     "queued_uploads",
+    "capture_hours",
 )
 """The views analysts read."""
+
+ROLLUP_VIEWS = tuple(rollup.rollup for rollup in ROLLUPS)
+"""The refreshable materialized views under the all-time views (see ``sinks.clickhouse_rollups``)."""
 
 _SCHEMA_MIGRATIONS = """
     CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
@@ -583,6 +598,15 @@ def migrate(client: Client, database: str, *, up_to: int | None = None) -> list[
         )
         applied.append(migration.version)
     return applied
+
+
+def refresh_rollups(client: Client, database: str) -> None:
+    """Refresh every daily rollup now and wait for it, as the schedule does every 10 minutes (tests, benches)."""
+    db = _identifier(database)
+    for rollup in ROLLUP_VIEWS:
+        client.command(f"SYSTEM REFRESH VIEW {db}.{rollup}")
+    for rollup in ROLLUP_VIEWS:
+        client.command(f"SYSTEM WAIT VIEW {db}.{rollup}")
 
 
 def _identifier(name: str) -> str:

@@ -127,7 +127,7 @@ def test_upgrading_a_populated_database_keeps_every_row_and_answer(client, pipel
     """A database at version 2 with live data, as a running pipeline has it, then upgraded to the newest."""
     assert migrate(client, DB, up_to=2) == [1, 2]
     insert_events(client, pipeline.events)
-    version_2_views = tuple(view for view in VIEWS if view != "queued_uploads")
+    version_2_views = tuple(view for view in VIEWS if view not in ("queued_uploads", "capture_hours"))
     before = _snapshot(client, views=version_2_views)
     assert migrate(client, DB) == [m.version for m in MIGRATIONS if m.version > 2]
     migrate(client, "fresh")

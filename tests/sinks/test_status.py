@@ -14,9 +14,9 @@ import pytest
 from photostream.config import ClickHouseSettings
 from photostream.warehouse import EngineReader
 from producers.status import ClickHouseStatus
+from schemas.events import ImageProcessed, ImageReady
 from sinks.clickhouse_schema import migrate
 from sinks.writer import ClickHouseWriter
-from schemas.events import ImageProcessed, ImageReady
 from tests.sinks.pipeline_data import DATABASE, build_pipeline, insert_events
 
 pytestmark = pytest.mark.integration

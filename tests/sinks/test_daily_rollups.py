@@ -1,0 +1,115 @@
+"""The all-time views read daily rollups, and answer exactly what a scan of every row with FINAL answers.
+
+Before the rollups are refreshed, after, and after writes into days the rollup already holds (a replay, a
+re-processing that changes an answer): a changed day must be read from its rows until the next refresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from schemas.events import ImageProcessed
+from sinks.clickhouse_rollups import ROLLUPS
+from sinks.clickhouse_schema import migrate, refresh_rollups
+from tests.sinks.pipeline_data import DATABASE, build_pipeline, chdb, insert_events
+
+pytestmark = pytest.mark.integration
+
+DAYS = 3
+
+# What each view answers, computed the slow way: every row of all time, with FINAL.
+SCANS = {
+    "cameras": f"""
+        SELECT camera_make, camera_model, lens, count() AS images, uniqExact(photographer_id) AS photographers
+        FROM {DATABASE}.images FINAL WHERE camera_make IS NOT NULL GROUP BY camera_make, camera_model, lens""",
+    "duplicates_per_photographer": f"""
+        SELECT photographer_id, count() AS images, countIf(duplicate_kind = 'exact') AS exact_duplicates,
+            countIf(duplicate_kind = 'near') AS near_duplicates,
+            round((exact_duplicates + near_duplicates) / images, 4) AS duplicate_ratio
+        FROM {DATABASE}.images FINAL GROUP BY photographer_id""",
+    "failures_by_reason": f"""
+        SELECT stage, reason, count() AS failures, uniqExact(upload_id) AS uploads,
+            uniqExact(photographer_id) AS photographers, max(failed_at) AS last_failed_at
+        FROM {DATABASE}.failures FINAL GROUP BY stage, reason""",
+    "capture_hours": f"""
+        SELECT toHour(captured_at_local) AS hour, count() AS images, round(avg(megapixels), 1) AS avg_megapixels,
+            countIf(megapixels >= 20) AS over_20_mp
+        FROM {DATABASE}.images FINAL WHERE captured_at_local IS NOT NULL GROUP BY hour""",
+}
+
+
+def _day(days_ago: int) -> list:
+    """The sample run ``days_ago`` days back, with upload ids of that day's own."""
+    run = build_pipeline(datetime.now(UTC) - timedelta(days=days_ago))
+    return [
+        dataclasses.replace(event, upload_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{days_ago}/{event.upload_id}"))
+        for event in run.events
+    ]
+
+
+def _answers(client, source: str) -> dict[str, list[tuple]]:
+    queries = {name: f"SELECT * FROM {DATABASE}.{name}" for name in SCANS} if source == "views" else SCANS
+    return {name: sorted(client.query(sql).result_rows, key=repr) for name, sql in queries.items()}
+
+
+def _partitions(client, table: str) -> int:
+    sql = (
+        "SELECT uniqExact(partition_id) FROM system.parts "
+        f"WHERE database = '{DATABASE}' AND table = '{table}' AND active"
+    )
+    return client.query(sql).result_rows[0][0]
+
+
+def _days_held(client) -> dict[str, int]:
+    """Per rollup, how many day partitions it holds as they are now (read from it, not from rows)."""
+    held = {}
+    for rollup in ROLLUPS:
+        current = (
+            "SELECT partition_id, toUInt64(max(max_block_number)) FROM system.parts "
+            f"WHERE database = '{DATABASE}' AND table = '{rollup.source}' AND active GROUP BY partition_id"
+        )
+        sql = (
+            f"SELECT uniqExact(partition_id) FROM {DATABASE}.{rollup.rollup} WHERE (partition_id, block) IN ({current})"
+        )
+        held[rollup.view] = client.query(sql).result_rows[0][0]
+    return held
+
+
+def test_the_all_time_views_match_a_full_scan_before_and_after_refreshes_and_late_writes(tmp_path):
+    with chdb(tmp_path) as client:
+        migrate(client, DATABASE)
+        days = {days_ago: _day(days_ago) for days_ago in range(DAYS)}
+        for events in days.values():
+            insert_events(client, events)
+        assert _answers(client, "views") == _answers(client, "scans"), "before any refresh"
+
+        refresh_rollups(client, DATABASE)
+        held = _days_held(client)
+        assert held == {rollup.view: _partitions(client, rollup.source) for rollup in ROLLUPS}
+        assert held["cameras"] >= DAYS
+        assert _answers(client, "views") == _answers(client, "scans"), "after a refresh"
+
+        # Writes into days the rollup holds: a replay of the oldest day, and a re-processing of an image of
+        # yesterday that changes its camera, hour and megapixels.
+        before = _answers(client, "scans")
+        insert_events(client, days[DAYS - 1])
+        image = next(event for event in days[1] if isinstance(event, ImageProcessed) and event.metadata.camera_make)
+        metadata = dataclasses.replace(
+            image.metadata, camera_make="Leica", camera_model="M11", megapixels=60.3, captured_at="2025-05-31T23:59:00"
+        )
+        reprocessed = dataclasses.replace(
+            image, metadata=metadata, processed_at=image.processed_at + timedelta(minutes=1)
+        )
+        insert_events(client, [reprocessed])
+        after = _answers(client, "scans")
+        assert after["cameras"] != before["cameras"]
+        assert after["capture_hours"] != before["capture_hours"]
+        assert _days_held(client)["cameras"] == held["cameras"] - 2  # the two written days: read from their rows
+        assert _answers(client, "views") == after, "after writes into days the rollup held"
+
+        refresh_rollups(client, DATABASE)
+        assert _answers(client, "views") == after, "after the next refresh"
