@@ -10,7 +10,7 @@ from PIL import Image
 
 from photostream import media
 from photostream.media import SNIFF_BYTES
-from tests.corpus import CORPUS
+from tests.corpus import CORPUS, missing
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_ENGINES = ("pyvips", "faust", "numpy", "PIL", "pillow_heif")
@@ -74,7 +74,7 @@ def test_heic_wins_over_the_heif_brands_it_also_carries():
 
 def test_real_phone_and_camera_files_when_present():
     if not CORPUS.is_dir():
-        pytest.skip("the shared corpus is not beside this checkout")
+        missing(f"the shared corpus is not beside this checkout ({CORPUS})")
     expected = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".tiff": "image/tiff", ".heic": "image/heic"}
     seen = 0
     for path in CORPUS.rglob("*"):

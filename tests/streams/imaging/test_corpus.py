@@ -1,4 +1,4 @@
-"""Real camera and phone files from the shared corpus (skipped when ``../shared/corpus`` is absent).
+"""Real camera and phone files from the shared corpus (skipped when it is absent, except under CI).
 
 Parameters are the files found at collection; without a corpus each test gets one skipped case.
 Each file is processed once per session (HEIC decoding takes seconds) and the tests read the result.
@@ -29,7 +29,7 @@ from streams.imaging import (
     read_metadata,
     render,
 )
-from tests.corpus import CORPUS, corpus_files, require
+from tests.corpus import CORPUS, UNDER_CI, corpus_files, missing, require
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
 IMAGE_ERROR_REASONS = {FailureReason.CORRUPT, FailureReason.UNSUPPORTED, FailureReason.TOO_MANY_PIXELS}
@@ -38,10 +38,13 @@ SECONDS_PER_FILE = 60
 
 
 def _files(pattern: str) -> list:
-    """Parameters for the corpus images matching ``pattern``, or one skipped parameter without any."""
+    """Parameters for the corpus images matching ``pattern``; without any, one skipped parameter (CI: an error)."""
     files = [path for path in corpus_files(pattern) if path.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no {pattern} in the shared corpus ({CORPUS})"))]
+        reason = f"no {pattern} in the shared corpus ({CORPUS})"
+        if UNDER_CI:
+            missing(reason)
+        return [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
     return [pytest.param(path, id=path.relative_to(CORPUS).as_posix()) for path in files]
 
 
