@@ -10,6 +10,7 @@ own queries.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -112,12 +113,12 @@ def read_settings(settings: ClickHouseSettings) -> dict[str, Any]:
     }
 
 
-def status_lookup(reader: Reader, database: str) -> Callable[[str, str], Awaitable[str]]:
-    """``lookup(upload_id, photographer_id)``: the queries the gateway's status runs; returns the status."""
+def status_lookup(reader: Reader, database: str) -> Callable[[str, str, datetime], Awaitable[str]]:
+    """``lookup(upload_id, photographer_id, received_at)``: the queries the gateway's status runs; the status."""
     status = ClickHouseStatus(reader, database)  # type: ignore[arg-type]
 
-    async def lookup(upload_id: str, photographer_id: str) -> str:
-        return (await status.progress(upload_id, photographer_id)).status
+    async def lookup(upload_id: str, photographer_id: str, received_at: datetime) -> str:
+        return (await status.progress(upload_id, photographer_id, received_at)).status
 
     return lookup
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import statistics
 import time
@@ -130,21 +131,37 @@ def _line(timing: Timing) -> str:
     return f"{timing.name}: median {timing.median_ms:.0f} ms, max {timing.max_ms:.0f} ms, {timing.rows} rows"
 
 
+async def settle(reader: Reader, *, load: float = 1.5, limit: float = 120.0) -> float:
+    """Wait (up to ``limit`` seconds) until no merge runs and the 1-minute load is under ``load``; seconds waited.
+
+    Generating a month of rows leaves merges running and the machine busy for a while; reads timed meanwhile
+    would measure the aftermath of the build, not the schema.
+    """
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        merging = (await reader.query("SELECT count() FROM system.merges")).rows[0][0]
+        if not merging and os.getloadavg()[0] < load:
+            break
+        await asyncio.sleep(2)
+    return time.monotonic() - began
+
+
 async def time_status(reader: Reader, lookup: Any, database: str, runs: int = 20) -> Timing:
     """The gateway's status lookup of one completed upload (received about an hour ago): ``runs`` after a warm-up."""
     pick = await reader.query(
-        f"SELECT toString(upload_id), photographer_id FROM {database}.ready "  # noqa: S608 (checked identifier)
+        f"SELECT toString(upload_id), photographer_id, received_at FROM {database}.ready "  # noqa: S608 (checked identifier)
         "WHERE received_at < now() - INTERVAL 1 HOUR ORDER BY received_at DESC LIMIT 1"
     )
     timing = Timing("status", "the status of one completed upload (ClickHouseStatus.progress)", False)
-    upload_id, photographer_id = pick.rows[0]
+    upload_id, photographer_id, received_at = pick.rows[0]
+    received_at = received_at.replace(tzinfo=UTC) if received_at.tzinfo is None else received_at
     try:
-        status = await lookup(upload_id, photographer_id)
+        status = await lookup(upload_id, photographer_id, received_at)
         if status != "completed":
             raise QueryError(f"upload {upload_id} reads as {status}, not completed")
         for _ in range(runs):
             began = time.perf_counter()
-            await lookup(upload_id, photographer_id)
+            await lookup(upload_id, photographer_id, received_at)
             timing.runs_ms.append((time.perf_counter() - began) * 1000)
         timing.rows = 1
     except QueryError as error:

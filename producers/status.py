@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from photostream.warehouse import Reader, jsonable
@@ -31,8 +32,11 @@ class Progress:
 class StatusSource(Protocol):
     """Looks up an upload's progress."""
 
-    async def progress(self, upload_id: str, photographer_id: str) -> Progress:
-        """The upload's progress; ``queued`` when nothing past the gateway is known yet."""
+    async def progress(self, upload_id: str, photographer_id: str, received_at: datetime | None = None) -> Progress:
+        """The upload's progress; ``queued`` when nothing past the gateway is known yet.
+
+        ``received_at`` (when the gateway received it, as its event says) narrows the lookup to that day.
+        """
 
     async def close(self) -> None:
         """Release connections."""
@@ -47,32 +51,28 @@ class ClickHouseStatus:
         # Only the database name is spliced in; every value is a bound parameter.
         # One upload's rows are few: each query reads them all by primary key, without FINAL (which would merge
         # every day's partition) and without ORDER BY ... LIMIT BY (which costs more than the lookup itself), and
-        # the newest version of each row is picked here, as FINAL would.
-        db, where = database, "photographer_id = {photographer:String} AND upload_id = {upload:UUID}"
-        self._ready = f"SELECT 1 FROM {db}.ready WHERE {where} LIMIT 1"  # noqa: S608
-        self._image = f"SELECT version, {', '.join(_METADATA_FIELDS)}, duplicate_of FROM {db}.images WHERE {where}"  # noqa: S608
-        self._variants = (
-            "SELECT version, variant AS name, format, width, height, bytes, key "  # noqa: S608
-            f"FROM {db}.variants WHERE {where}"
-        )
-        self._failure = (
-            f"SELECT reason, detail, stage FROM {db}.failures WHERE {where} "  # noqa: S608
-            "ORDER BY failed_at DESC, version DESC LIMIT 1"
-        )
+        # the newest version of each row is picked here, as FINAL would. Knowing the day the upload was received
+        # (every row of it is in that day's partition) spares a look into every other day's parts.
+        self._queries = {day_known: _lookups(database, day_known=day_known) for day_known in (False, True)}
 
-    async def progress(self, upload_id: str, photographer_id: str) -> Progress:
+    async def progress(self, upload_id: str, photographer_id: str, received_at: datetime | None = None) -> Progress:
         """Completed once the image is ready, failed once a stage gave up on it, else queued.
+
+        ``received_at`` must be the upload's own (its event's): the rows are looked for on that UTC day only.
 
         Raises:
             WarehouseError: ClickHouse (or the sinks holding it) could not be asked.
         """
         parameters = {"photographer": photographer_id, "upload": upload_id}
+        if received_at is not None:
+            parameters["day"] = received_at.astimezone(UTC).date().isoformat()
+        queries = self._queries[received_at is not None]
         # The three reads a completed upload needs run at once, on the reader's sessions; they are point
         # lookups, so reading the image of an upload that turns out queued costs little.
         ready, image, variants = await asyncio.gather(
-            self._reader.query(self._ready, parameters),
-            self._reader.query(self._image, parameters),
-            self._reader.query(self._variants, parameters),
+            self._reader.query(queries["ready"], parameters),
+            self._reader.query(queries["image"], parameters),
+            self._reader.query(queries["variants"], parameters),
         )
         if ready.rows:
             row = _newest(image.dicts())
@@ -83,7 +83,7 @@ class ClickHouseStatus:
                 variants=_newest_variants(variants.dicts()),
                 duplicate_of=str(duplicate_of) if duplicate_of else None,
             )
-        failure = await self._reader.query(self._failure, parameters)
+        failure = await self._reader.query(queries["failure"], parameters)
         if failure.rows:
             reason, detail, stage = failure.rows[0]
             return Progress(status="failed", error={"code": reason, "detail": detail, "stage": stage})
@@ -92,6 +92,31 @@ class ClickHouseStatus:
     async def close(self) -> None:
         """Close the reader."""
         await self._reader.close()
+
+
+def _lookups(db: str, *, day_known: bool) -> dict[str, str]:
+    """The status's queries by name; with ``day_known``, each reads only the partition of ``{day:Date}``."""
+
+    def on(day_column: str) -> str:
+        key = "photographer_id = {photographer:String} AND upload_id = {upload:UUID}"
+        return key + (f" AND toDate({day_column}) = {{day:Date}}" if day_known else "")
+
+    return {
+        "ready": f"SELECT 1 FROM {db}.ready WHERE {on('received_at')} LIMIT 1",  # noqa: S608
+        "image": (
+            f"SELECT version, {', '.join(_METADATA_FIELDS)}, duplicate_of "  # noqa: S608
+            f"FROM {db}.images WHERE {on('received_at')}"
+        ),
+        "variants": (
+            "SELECT version, variant AS name, format, width, height, bytes, key "  # noqa: S608
+            f"FROM {db}.variants WHERE {on('received_at')}"
+        ),
+        # A failure's partition is the day of ifNull(received_at, failed_at).
+        "failure": (
+            f"SELECT reason, detail, stage FROM {db}.failures "  # noqa: S608
+            f"WHERE {on('ifNull(received_at, failed_at)')} ORDER BY failed_at DESC, version DESC LIMIT 1"
+        ),
+    }
 
 
 def _newest(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -111,6 +136,5 @@ def _newest_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if key not in latest or row["version"] > latest[key]["version"]:
             latest[key] = row
     return [
-        {name: jsonable(value) for name, value in row.items() if name != "version"}
-        for _, row in sorted(latest.items())
+        {name: jsonable(value) for name, value in row.items() if name != "version"} for _, row in sorted(latest.items())
     ]

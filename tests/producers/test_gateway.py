@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import io
 import uuid
+from datetime import datetime
 
 import aiohttp
 import pytest
@@ -342,8 +343,8 @@ class FixedStatus:
     def __init__(self, progress: Progress | None = None, error: Exception | None = None) -> None:
         self.progress_value, self.error, self.asked = progress, error, []
 
-    async def progress(self, upload_id: str, photographer_id: str) -> Progress:
-        self.asked.append((upload_id, photographer_id))
+    async def progress(self, upload_id: str, photographer_id: str, received_at: datetime | None = None) -> Progress:
+        self.asked.append((upload_id, photographer_id, received_at))
         if self.error is not None:
             raise self.error
         return self.progress_value
@@ -379,7 +380,8 @@ async def test_completed_status_shows_metadata_and_expiring_variant_urls(
     ).json()
     upload_id = created["uploads"][0]["upload_id"]
     body = await (await client.get(f"/v1/uploads/{upload_id}", headers=auth(key))).json()
-    assert status.asked == [(upload_id, photographer)]
+    # The status is asked for the day the upload was received, as its event says.
+    assert status.asked == [(upload_id, photographer, datetime.fromisoformat(body["received_at"]))]
     assert body["status"] == "completed"
     assert body["metadata"] == {"width": 640}
     assert body["duplicate_of"] == "abc"

@@ -36,10 +36,12 @@ async def loaded(tmp_path):
     writer.close()
 
 
-async def test_every_upload_reads_as_its_final_status(loaded):
+@pytest.mark.parametrize("day_known", [False, True], ids=["any-day", "received-day"])
+async def test_every_upload_reads_as_its_final_status(loaded, day_known):
     pipeline, status, _ = loaded
     for truth in pipeline.truth:
-        progress = await status.progress(str(truth.upload_id), truth.photographer_id)
+        received_at = truth.received_at if day_known else None
+        progress = await status.progress(str(truth.upload_id), truth.photographer_id, received_at)
         assert progress.status == truth.status, truth
         if truth.status == "completed":
             assert progress.metadata is not None
@@ -88,3 +90,10 @@ async def test_a_reprocessing_reads_as_its_newest_version(loaded):
     assert {(v["name"], v["format"]): v["bytes"] for v in progress.variants} == newest
     assert len(progress.variants) == len(newest)
     assert [v["name"] for v in progress.variants] == sorted(v["name"] for v in progress.variants)
+
+
+async def test_the_received_day_narrows_the_lookup_to_that_day(loaded):
+    pipeline, status, _ = loaded
+    done = pipeline.with_status("completed")[0]
+    other_day = done.received_at - timedelta(days=1)
+    assert (await status.progress(str(done.upload_id), done.photographer_id, other_day)).status == "queued"
