@@ -174,6 +174,10 @@ class GatewaySettings(BaseSettings):
     # After this many 401s from one client address within the window, that address gets 429.
     auth_failure_limit: int = Field(default=10, ge=1)
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    # How often the gateway sweeps the staging area of what failed uploads left (0: never), and the age past
+    # which a staged object or an unfinished multipart upload there is removed (see producers.staging_sweep).
+    staging_sweep_seconds: float = Field(default=3600.0, ge=0)
+    staging_max_age_seconds: float = Field(default=86400.0, gt=0)
 
 
 class WorkerSettings(BaseSettings):

@@ -27,7 +27,8 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -131,6 +132,21 @@ class MultipartUpload:
     parts: tuple[dict[str, Any], ...] = ()
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """What lies under a prefix: an object, or a multipart upload still open (``upload``), and when it was written.
+
+    Attributes:
+        key: The object's key, or the key the open upload is for.
+        written: When the object was last written, or when the upload was started (UTC).
+        upload: The open multipart upload, for ``abort_multipart``; None for an object.
+    """
+
+    key: str
+    written: datetime
+    upload: MultipartUpload | None = None
+
+
 class Store(Protocol):
     """One bucket of objects; every ``async`` method may raise ``StoreUnavailable``."""
 
@@ -170,6 +186,10 @@ class Store(Protocol):
 
     async def list_keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix``, sorted."""
+        ...
+
+    async def leftovers(self, prefix: str) -> list[Leftover]:
+        """Every object and every open multipart upload under ``prefix``, with when each was written."""
         ...
 
     async def get(self, key: str) -> bytes:
@@ -305,6 +325,26 @@ class ObjectStore(Store):
 
         return await self._call(list_all)
 
+    async def leftovers(self, prefix: str) -> list[Leftover]:
+        """Every object and every open multipart upload under ``prefix``, with when each was written."""
+
+        def list_both() -> list[Leftover]:
+            objects = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            found = [
+                Leftover(item["Key"], item["LastModified"].astimezone(UTC))
+                for page in objects
+                for item in page.get("Contents", [])
+            ]
+            uploads = self._client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix)
+            found += [
+                Leftover(item["Key"], item["Initiated"].astimezone(UTC), MultipartUpload(item["Key"], item["UploadId"]))
+                for page in uploads
+                for item in page.get("Uploads", [])
+            ]
+            return found
+
+        return await self._call(list_both)
+
     async def get(self, key: str) -> bytes:
         """Return the object's bytes (for small objects: records, not originals)."""
 
@@ -424,6 +464,7 @@ class StoredObject:
     metadata: dict[str, str] = field(default_factory=dict)
     # The SHA-256 the writer sent for the server to verify (S3 keeps it with the object).
     sha256: bytes | None = None
+    written: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -431,6 +472,7 @@ class _OpenUpload:
     key: str
     content_type: str
     parts: dict[int, bytes] = field(default_factory=dict)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def _etag(body: bytes) -> str:
@@ -453,6 +495,7 @@ class MemoryObjectStore(Store):
             "put",
             "head",
             "list_keys",
+            "leftovers",
             "get",
             "read_into",
             "exists",
@@ -552,6 +595,17 @@ class MemoryObjectStore(Store):
         await self._enter("list_keys")
         return sorted(key for key in self._objects if key.startswith(prefix))
 
+    async def leftovers(self, prefix: str) -> list[Leftover]:
+        """Every object and every open multipart upload under ``prefix``, with when each was written."""
+        await self._enter("leftovers")
+        found = [Leftover(key, stored.written) for key, stored in self._objects.items() if key.startswith(prefix)]
+        found += [
+            Leftover(upload.key, upload.started, MultipartUpload(upload.key, upload_id))
+            for upload_id, upload in self._uploads.items()
+            if upload.key.startswith(prefix)
+        ]
+        return found
+
     async def get(self, key: str) -> bytes:
         """Return the object's bytes; ObjectMissing if there is none."""
         await self._enter("get")
@@ -582,7 +636,7 @@ class MemoryObjectStore(Store):
     async def copy(self, source_key: str, key: str) -> None:
         """Copy an object with its content type and metadata; ObjectMissing if the source is gone."""
         await self._enter("copy")
-        self._objects[key] = self._object(source_key)
+        self._objects[key] = replace(self._object(source_key), written=datetime.now(UTC))
 
     async def put_json(self, key: str, record: dict[str, Any], *, if_none_match: bool = False) -> None:
         """Store a small JSON record, encoded as the S3 adapter encodes it."""

@@ -15,6 +15,7 @@ Kafka. Errors are RFC 9457 problems.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import unicodedata
@@ -41,6 +42,7 @@ from producers.keys import KeyStore
 from producers.ledger import UploadLedger, UploadRecord, original_key, staging_key, upload_id_for
 from producers.metrics import GatewayMetrics
 from producers.originals import HeldOriginals
+from producers.staging_sweep import sweep_forever
 from producers.status import Progress, StatusSource
 from producers.throttle import FailureLimiter
 from schemas.events import UploadReceived
@@ -577,5 +579,19 @@ def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMe
             await services.status.close()
         await asyncio.to_thread(services.close)
 
+    async def sweep_staging(_: web.Application) -> AsyncIterator[None]:
+        if not settings.staging_sweep_seconds:
+            yield
+            return
+        older_than = timedelta(seconds=settings.staging_max_age_seconds)
+        sweeping = asyncio.create_task(
+            sweep_forever(services.store, every=settings.staging_sweep_seconds, older_than=older_than)
+        )
+        yield
+        sweeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeping
+
+    app.cleanup_ctx.append(sweep_staging)
     app.on_cleanup.append(close_services)
     return app

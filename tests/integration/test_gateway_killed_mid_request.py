@@ -3,7 +3,8 @@
 A kill between requests proves nothing, so the test kills the gateway only once S3 shows a
 multipart upload in progress (bytes of a 20+ MB file arriving), counts it, and checks at the end
 that every acknowledged upload completed once, and that the bucket holds exactly one original
-per acknowledged upload and nothing else under the photographer's prefix.
+per acknowledged upload and nothing else under the photographer's prefix; what the kill left in
+the staging area (the cut request's multipart upload) is there until the staging sweep removes it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import asyncio
 import os
 import struct
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from photostream.clients import s3_client
-from photostream.objectstore import STAGING_PREFIX
+from photostream.objectstore import STAGING_PREFIX, ObjectStore
 from photostream.samples import sample_photo
+from producers.staging_sweep import sweep
 from producers.upload import Uploader
 from schemas.topics import PHOTO_READY
 from tests.integration.test_faults import check_invariant, gateway_env
@@ -102,8 +105,25 @@ async def test_gateway_killed_while_large_uploads_stream_in(
         first.kill()
         if second is not None:
             second.stop()
+    # What the kill left in the staging area (the open multipart upload of the request it cut), and what the
+    # gateways' staging sweep removes once it is old enough (here: at once).
+    staging = f"{STAGING_PREFIX}{photographer}/"
+    store = ObjectStore(local_stack.s3)
+    try:
+        left_by_the_kill = len(await store.leftovers(staging))
+        swept = await sweep(
+            store, older_than=timedelta(0), prefix=staging, now=datetime.now(UTC) + timedelta(seconds=5)
+        )
+        left_after_the_sweep = len(await store.leftovers(staging))
+    finally:
+        store.close()
     originals = originals_of(local_stack, photographer)
-    counts |= {"in flight at the kill": in_flight_at_kill, "originals in the bucket": len(originals)}
+    counts |= {
+        "in flight at the kill": in_flight_at_kill,
+        "originals in the bucket": len(originals),
+        "staged leftovers": left_by_the_kill,
+        "swept": swept.objects + swept.uploads,
+    }
     print(f"\ngateway kill -9 mid-request ({SIZE // 2**20} MB files): {counts}")
     assert in_flight_at_kill > 0
     assert counts["acknowledged"] == FILES
@@ -112,3 +132,5 @@ async def test_gateway_killed_while_large_uploads_stream_in(
     assert counts["missing variants"] == 0
     assert sorted(originals) == sorted(set(originals))
     assert len(originals) == FILES, originals
+    assert left_by_the_kill >= 1, "the request the kill cut left its multipart upload open"
+    assert left_after_the_sweep == 0

@@ -5,7 +5,8 @@ with its own S3), so the shared single-broker stack is never touched. The whole 
 on it: the real gateway in process, answering 202 only once Kafka acknowledged the event
 (``acks=all``, idempotent, topics at 3 replicas with 2 in sync), a Faust worker and the sinks as
 processes. A moment into the stream the leader of the busiest partition of photo-uploads is
-killed; uploads go on through the failover and after it. Then a plain consumer reads
+killed, at a moment when the worker holds uncommitted uploads and a request is waiting for its
+acknowledgement; uploads go on through the failover and after it. Then a plain consumer reads
 photo-uploads: every acknowledged upload must be there exactly once, and no upload may have
 been refused; and downstream every acknowledged upload must end (ImageReady or
 ProcessingFailed) with one image in ClickHouse and one ImageReady content.
@@ -37,7 +38,7 @@ from schemas.topics import PHOTO_FAILED, PHOTO_READY, PHOTO_UPLOADS
 from tests.gateway_client import auth, form, gateway_services
 from tests.pipeline import Sinks
 from tests.streams.test_worker_fresh_start import consuming
-from tests.streams.workers import OutputReader, WorkerGroup, end_offset
+from tests.streams.workers import OutputReader, WorkerGroup, end_offset, uncommitted
 
 pytestmark = pytest.mark.integration
 
@@ -196,16 +197,23 @@ async def test_a_broker_killed_mid_stream_loses_nothing(cluster, pipeline, aioht
     refused: list[str] = []
     waits: list[float] = []
 
+    pending: set[int] = set()  # requests sent and not answered yet
+    sending = asyncio.Event()
+
     async def upload(index: int) -> None:
         who = SENDERS[index % len(SENDERS)]
         photo = sample_photo(index, size=(160, 120))
         sent = time.monotonic()
+        pending.add(index)
+        sending.set()
         try:
             response = await gateway.post("/v1/uploads", data=form((f"{index}.jpg", photo)), headers=auth(keys[who]))
             body = await response.json()
         except Exception as exc:  # noqa: BLE001 - any failure is counted, not raised mid-stream
             refused.append(f"{index}: {exc!r}")
             return
+        finally:
+            pending.discard(index)
         waits.append(time.monotonic() - sent)
         if response.status == 202:
             acknowledged.append((body["uploads"][0]["upload_id"], time.monotonic()))
@@ -237,8 +245,16 @@ async def test_a_broker_killed_mid_stream_loses_nothing(cluster, pipeline, aioht
         victim = cluster.kafka.nodes[leader - 1]
         pid = victim.process.pid()
         assert pid is not None
+        # Strike while work is in flight: the worker holds uploads it has not committed, and a request is
+        # between its bytes and its answer (its event on its way to the brokers).
+        deadline = time.monotonic() + 20
+        while (uncommitted_at_kill := await asyncio.to_thread(uncommitted, kafka, APP_ID)) == 0:
+            assert time.monotonic() < deadline, "the worker never had uncommitted uploads"
+        sending.clear()
+        await asyncio.wait_for(sending.wait(), 5)
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
+        requests_at_kill = len(pending)
 
         await _wait_for(lambda: _gone(pid), f"broker {leader} (pid {pid}) exits")
         survivors = {node.node for node in cluster.kafka.nodes} - {leader}
@@ -268,6 +284,8 @@ async def test_a_broker_killed_mid_stream_loses_nothing(cluster, pipeline, aioht
         ready_reader.close()
     counts = {
         "acknowledged": len(acknowledged),
+        "requests in flight at the kill": requests_at_kill,
+        "uncommitted at the kill": uncommitted_at_kill,
         "acknowledged after the kill": sum(1 for _, at in acknowledged if at > killed_at),
         "failed": len(refused),
         "lost": len(ids - read.keys()),
@@ -291,3 +309,5 @@ async def test_a_broker_killed_mid_stream_loses_nothing(cluster, pipeline, aioht
     assert counts["completed"] == len(ids)  # every photo is a valid JPEG
     assert counts["acknowledged after the kill"] > UPLOADS_PER_SECOND * AFTER_FAILOVER / 2
     assert new_leader != leader
+    assert counts["requests in flight at the kill"] > 0
+    assert counts["uncommitted at the kill"] > 0

@@ -11,6 +11,7 @@ import hashlib
 import os
 import threading
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -178,6 +179,30 @@ async def test_an_aborted_upload_takes_no_more_parts_and_cannot_complete(store, 
     with pytest.raises(ObjectMissing):
         await store.complete_multipart(upload)
     assert not await store.exists(prefix + "ab")
+
+
+async def test_leftovers_are_the_objects_and_open_uploads_under_a_prefix_with_when_they_were_written(store, prefix):
+    before = datetime.now(UTC) - timedelta(seconds=5)  # server clocks round to the second
+    await store.put(prefix + "staged", b"x", content_type="image/jpeg")
+    await store.put(prefix.rstrip("/") + "-beside/other", b"y", content_type="image/jpeg")
+    await store.start_multipart(prefix + "open", content_type="image/jpeg")
+    done = await store.start_multipart(prefix + "aborted", content_type="image/jpeg")
+    await store.abort_multipart(done)
+    try:
+        found = sorted(await store.leftovers(prefix), key=lambda leftover: leftover.key)
+        assert [(leftover.key, leftover.upload is not None) for leftover in found] == [
+            (prefix + "open", True),
+            (prefix + "staged", False),
+        ]
+        assert all(before <= leftover.written <= datetime.now(UTC) + timedelta(seconds=5) for leftover in found)
+        assert found[0].upload is not None
+        await store.abort_multipart(found[0].upload)  # what is listed can be aborted by it
+        assert [leftover.key for leftover in await store.leftovers(prefix)] == [prefix + "staged"]
+    finally:
+        await store.delete(prefix.rstrip("/") + "-beside/other")
+        for leftover in await store.leftovers(prefix):
+            if leftover.upload is not None:
+                await store.abort_multipart(leftover.upload)
 
 
 async def test_presigned_urls_name_the_key_and_the_expiry(store, prefix):
