@@ -15,7 +15,8 @@ being translated here and nowhere else::
 
 The bucket's lifecycle rules (``LIFECYCLE_RULES``) clean up what a crashed or failed
 upload can leave behind: multipart uploads never completed, and staged copies under
-``STAGING_PREFIX`` never moved to their final key.
+``STAGING_PREFIX`` never moved to their final key. Not every server applies them, so the
+gateways also sweep the staging area themselves (``producers.staging_sweep``).
 """
 
 from __future__ import annotations

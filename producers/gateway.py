@@ -39,7 +39,7 @@ from producers import problems
 from producers.dashboard import Dashboard
 from producers.ingest import OriginalWriter, RejectedFile, StagedOriginal, stage
 from producers.keys import KeyStore
-from producers.ledger import UploadLedger, UploadRecord, original_key, staging_key, upload_id_for
+from producers.ledger import UploadLedger, UploadRecord, original_key, pending_key, staging_key, upload_id_for
 from producers.metrics import GatewayMetrics
 from producers.originals import HeldOriginals
 from producers.staging_sweep import sweep_forever
@@ -352,13 +352,33 @@ class Gateway:
             await self._discard(batch.photographer_id, item.upload_id)
 
     async def _store_original(self, writer: OriginalWriter, photographer_id: str, upload_id: str) -> None:
-        """Commit the original at its key (the same for every attempt at this photo); on failure, discard it."""
+        """Commit the original at its key (the same for every attempt at this photo); on failure, discard it.
+
+        Its pending marker goes first: a gateway killed before the upload is acknowledged or discarded leaves
+        the marker, and the staging sweep deletes the original it names unless the upload was acknowledged.
+        """
         key = original_key(photographer_id, upload_id)
+
+        async def mark_then_commit() -> None:
+            await self.services.store.put(pending_key(photographer_id, upload_id), b"", content_type="text/plain")
+            await writer.commit(key)
+
         try:
-            await self.originals.store(upload_id, lambda: writer.commit(key))
+            await self.originals.store(upload_id, mark_then_commit)
         except BaseException:
             await self._discard(photographer_id, upload_id)
             raise
+
+    async def acknowledged(self, upload_id: str) -> bool:
+        """Whether the upload's event was acknowledged (its record is in the ledger)."""
+        return await self.services.ledger.find(upload_id) is not None
+
+    async def _unmark(self, photographer_id: str, upload_id: str) -> None:
+        """Remove the pending marker of an upload that was acknowledged or discarded (the sweep does it otherwise)."""
+        try:
+            await self.services.store.delete(pending_key(photographer_id, upload_id))
+        except StoreError as exc:
+            log.warning("could not remove the pending marker of %s: %s", upload_id, exc)
 
     async def _discard(self, photographer_id: str, upload_id: str) -> None:
         """Delete an original whose event was not acknowledged, unless it is someone else's too.
@@ -369,8 +389,9 @@ class Gateway:
         key = original_key(photographer_id, upload_id)
 
         async def delete_unless_acknowledged() -> None:
-            if await self.services.ledger.find(upload_id) is None:
+            if not await self.acknowledged(upload_id):
                 await self.services.store.delete(key)
+            await self._unmark(photographer_id, upload_id)
 
         with upload_context(upload_id=upload_id, photographer_id=photographer_id):
             try:
@@ -416,6 +437,8 @@ class Gateway:
         finally:
             for record in published:
                 self.originals.release(record.upload_id)
+                if self.originals.holders(record.upload_id) == 0:
+                    await self._unmark(batch.photographer_id, record.upload_id)
             for record, outcome in zip(records, outcomes, strict=True):
                 if outcome is not None:
                     await self._discard(batch.photographer_id, record.upload_id)
@@ -585,7 +608,12 @@ def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMe
             return
         older_than = timedelta(seconds=settings.staging_max_age_seconds)
         sweeping = asyncio.create_task(
-            sweep_forever(services.store, every=settings.staging_sweep_seconds, older_than=older_than)
+            sweep_forever(
+                services.store,
+                every=settings.staging_sweep_seconds,
+                older_than=older_than,
+                acknowledged=gateway.acknowledged,
+            )
         )
         yield
         sweeping.cancel()

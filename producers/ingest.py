@@ -100,8 +100,8 @@ class OriginalWriter:
     async def commit(self, key: str) -> None:
         """Make the object durable and visible at ``key`` (a one-PUT file goes straight there).
 
-        A staged copy that cannot be deleted is left to the bucket's lifecycle rule
-        (``photostream.objectstore.LIFECYCLE_RULES``).
+        A staged copy that cannot be deleted is left to the staging sweep (``producers.staging_sweep``)
+        and the bucket's lifecycle rule (``photostream.objectstore.LIFECYCLE_RULES``).
         """
         if self._multipart is None:
             body, self._buffer = self._buffer, bytearray()

@@ -43,6 +43,26 @@ def staging_key(photographer_id: str, ingest_id: str) -> str:
     return f"{STAGING_PREFIX}{photographer_id}/{ingest_id}"
 
 
+PENDING_SUFFIX = ".pending"
+
+
+def pending_key(photographer_id: str, upload_id: str) -> str:
+    """The marker that an original is stored at its key while its event is not yet acknowledged.
+
+    Written before the original, removed once the upload is acknowledged or the original deleted: one left
+    behind (a gateway killed in between) tells the staging sweep which original may be an orphan.
+    """
+    return f"{STAGING_PREFIX}{photographer_id}/{upload_id}{PENDING_SUFFIX}"
+
+
+def pending_upload(key: str) -> tuple[str, str] | None:
+    """The (photographer, upload id) a ``pending_key`` names; None for any other key."""
+    if not key.startswith(STAGING_PREFIX) or not key.endswith(PENDING_SUFFIX):
+        return None
+    photographer_id, _, name = key[len(STAGING_PREFIX) : -len(PENDING_SUFFIX)].rpartition("/")
+    return (photographer_id, name) if photographer_id and name else None
+
+
 @dataclass(frozen=True)
 class UploadRecord:
     """One accepted upload, as the status endpoint reports it before processing."""

@@ -21,7 +21,7 @@ from photostream.objectstore import STAGING_PREFIX, ObjectStore, StoreUnavailabl
 from photostream.topics import ensure_topics
 from photostream.warehouse import QueryUnavailable
 from producers.gateway import create_app
-from producers.ledger import original_key, upload_id_for
+from producers.ledger import original_key, pending_key, upload_id_for
 from producers.status import Progress
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_UPLOADS as UPLOADS
@@ -525,11 +525,12 @@ async def test_an_original_that_could_not_be_deleted_is_reused_by_the_retry(
         real.store.close()
     store = client.services.store
     left = original_key(photographer, upload_id)
-    assert await originals_of(store, photographer) == ([left], [], []), "the delete failed: it stays, at its key"
+    marker = pending_key(photographer, upload_id)
+    assert await originals_of(store, photographer) == ([left], [marker], []), "it stays at its key, and its marker"
 
     retried = await client.post("/v1/uploads", data=form(("p.jpg", photo)), headers=auth(key))
     assert retried.status == 202, await retried.text()
-    assert await originals_of(store, photographer) == ([left], [], []), "the retry wrote the same key"
+    assert await originals_of(store, photographer) == ([left], [], []), "the retry wrote the same key, acknowledged"
 
 
 class GatedEvents:

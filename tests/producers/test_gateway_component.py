@@ -23,7 +23,7 @@ from photostream.config import GatewaySettings
 from photostream.kafka_producer import PublishError
 from photostream.objectstore import STAGING_PREFIX, MemoryObjectStore, StoreUnavailable
 from producers.gateway import create_app
-from producers.ledger import original_key, upload_id_for
+from producers.ledger import original_key, pending_key, upload_id_for
 from tests.gateway_client import MemoryUploadEvents, auth, form, memory_services
 
 ACCEPTED = "JPEG, PNG, WebP, TIFF, GIF or HEIC/HEIF"
@@ -338,11 +338,13 @@ async def test_kafka_failing_is_503_with_retry_after_and_the_original_deleted(ma
 
 async def test_an_original_that_cannot_be_deleted_stays_at_its_key_for_the_retry(client, key):
     photo = jpeg(2)
-    kept = original_key("alice", upload_id_for("alice", hashlib.sha256(photo).hexdigest()))
+    upload_id = upload_id_for("alice", hashlib.sha256(photo).hexdigest())
+    kept = original_key("alice", upload_id)
     client.services.events.fail_with(PublishError("not acknowledged (test)"))
     client.services.store.fail_with(StoreUnavailable("S3 unreachable (test)"), "delete")
     await problem(await client.post("/v1/uploads", data=form(("p.jpg", photo)), headers=auth(key)), 503)
-    assert await left_behind(client.services.store, "alice") == ([kept], [], [])
+    # Its pending marker stays too: if the client never retries, the staging sweep deletes both.
+    assert await left_behind(client.services.store, "alice") == ([kept], [pending_key("alice", upload_id)], [])
 
     client.services.events.fail_with(None)
     client.services.store.fail_with(None)
