@@ -16,10 +16,13 @@ crash repeats the same decision.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+log = logging.getLogger(__name__)
 
 HASH_BITS = 64
 MAX_DISTANCE_LIMIT = 15  # blocks of at least 4 bits; beyond it buckets stop narrowing anything
@@ -88,6 +91,15 @@ class DuplicateIndex:
         bucket_keys = list(self._bucket_keys(photographer_id, value))
         if match is None:
             match = self._nearest(bucket_keys, own_id, value, sequence)
+        # What the decision saw, so a surprising one can be traced to the table's state at that moment.
+        log.info(
+            "duplicate check of %s at sequence %d: %d earlier entries in its %d buckets -> %s",
+            own_id,
+            sequence,
+            sum(1 for key in bucket_keys for entry in self._store.get(key) or [] if entry[2] < sequence),
+            len(bucket_keys),
+            f"{match.kind} of {match.upload_id} (distance {match.distance})" if match else "none",
+        )
         if exact is None:
             self._store[exact_key] = [own_id, sequence]
         for key in bucket_keys:

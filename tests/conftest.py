@@ -3,13 +3,24 @@
 Integration tests ask for ``local_stack``. It reuses servers that already answer
 (a developer's `photostream stack up`) and, at the end, stops only the servers that
 this test session started itself.
+
+One test session at a time uses the local stack: the session holds a lock on it
+(``var/run/test-session.lock``) and a second one waits. Two at once would share
+``photo-uploads``, and every worker group of one would also process the other's
+uploads, with a duplicate table that never saw their originals; the other's tests
+would then read two different ``ImageProcessed`` for one upload, and stop each
+other's servers at the end.
 """
 
 from __future__ import annotations
 
+import fcntl
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -35,19 +46,45 @@ class LocalStack:
     s3: S3Settings
 
 
+SESSION_LOCK_WAIT = 1800.0  # seconds a session waits for another one to finish with the stack
+
+
+@contextmanager
+def one_session_at_a_time(var_dir: Path) -> Iterator[None]:
+    """Hold the local stack for this test session; wait while another session holds it."""
+    lock_path = var_dir / "run" / "test-session.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        deadline = time.monotonic() + SESSION_LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another test session has held the local stack ({lock_path}) for too long")
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[LocalStack]:
-    stack = Stack(StackSettings())
-    report = stack.up()
-    started = {item.name for item in report if item.state is State.STARTED}
-    yield LocalStack(
-        stack=stack,
-        # Every broker of the stack (STACK_KAFKA_BROKERS), and topics with up to 3 replicas.
-        kafka=stack.settings.kafka_settings(),
-        s3=S3Settings(endpoint_url=stack.s3.endpoint),
-    )
-    if started:
-        stack.down(only=started)
+    settings = StackSettings()
+    with one_session_at_a_time(settings.var_dir):
+        stack = Stack(settings)
+        report = stack.up()
+        started = {item.name for item in report if item.state is State.STARTED}
+        yield LocalStack(
+            stack=stack,
+            # Every broker of the stack (STACK_KAFKA_BROKERS), and topics with up to 3 replicas.
+            kafka=stack.settings.kafka_settings(),
+            s3=S3Settings(endpoint_url=stack.s3.endpoint),
+        )
+        if started:
+            stack.down(only=started)
 
 
 @pytest.fixture

@@ -47,6 +47,26 @@ def differences(copies: list[ImageProcessed]) -> dict[str, set]:
     return {name: values for name, get in fields.items() if len(values := {repr(get(c)) for c in copies}) > 1}
 
 
+def explain(upload_ids: list[uuid.UUID], by_upload: dict, workers) -> str:
+    """For uploads decided wrongly or differently: each copy in the order decided, and the workers' log lines
+    about them (the duplicate checks) and about partitions and table recovery, in time order."""
+    lines = []
+    for upload_id in upload_ids[:4]:
+        copies = sorted(by_upload[upload_id], key=lambda c: c.processed_at)
+        lines.append(f"{upload_id}: {differences(copies)}")
+        lines += [f"    decided {c.processed_at:%H:%M:%S.%f}: {c.duplicate_kind} {c.duplicate_of}" for c in copies]
+    ids = {str(upload_id) for upload_id in upload_ids} | {
+        str(c.duplicate_of) for upload_id in upload_ids for c in by_upload[upload_id] if c.duplicate_of
+    }
+    wanted = ("assigned", "revok", "recovery complete", "reading starts", "killed", "stopping")
+    logged = []
+    for worker in workers.workers:
+        for line in worker.output().splitlines():
+            if any(upload_id in line for upload_id in ids) or any(word in line.lower() for word in wanted):
+                logged.append(f"{worker.log.name}: {line[:300]}")
+    return "\n".join(lines + sorted(logged, key=lambda line: line.split(": ", 1)[1])[-300:])
+
+
 def c_fields(metadata) -> list[str]:
     return list(type(metadata).__dataclass_fields__)
 
@@ -170,10 +190,14 @@ async def test_a_killed_worker_loses_nothing_and_decides_nothing_twice(
     assert replayed > 0, "no upload was processed again: replay safety was not exercised"
     assert not lost
     assert not failures
-    assert not inconsistent, [differences(by_upload[upload_id]) for upload_id in inconsistent[:3]]
+    assert not inconsistent, explain(inconsistent, by_upload, workers)
     assert set(by_upload) == set(accepted)
-    for copy_id, original_id in expected_duplicate.items():
-        assert {c.duplicate_of for c in by_upload[copy_id]} == {original_id}
+    wrong = [
+        copy_id
+        for copy_id, original_id in expected_duplicate.items()
+        if {c.duplicate_of for c in by_upload[copy_id]} != {original_id}
+    ]
+    assert not wrong, explain(wrong, by_upload, workers)
     assert all(c.duplicate_of is None for upload_id in stream for c in by_upload[upload_id])
     # Every variant rendered twice is byte-identical: a replay rewrites the same objects.
     assert not doubled
