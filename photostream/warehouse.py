@@ -219,19 +219,22 @@ class RemoteReader:
     async def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         """POST the query; the answer's values come back as JSON (ids and times as strings)."""
         body = {"sql": sql, "parameters": {key: jsonable(value) for key, value in (parameters or {}).items()}}
-        status, answer = await self._post(body)
-        if status == 401 and (token := self._read_token()) != self._token:
+        sent = self._token
+        status, answer = await self._post(body, sent)
+        # Refused: read the token again and retry with it, unless it is the one just refused. Queries sent at
+        # once are all refused together; whichever reads the new token first keeps it for the others.
+        if status == 401 and (token := self._read_token()) != sent:
             self._token = token
-            status, answer = await self._post(body)
+            status, answer = await self._post(body, token)
         if status == 200:
             return QueryResult(tuple(answer["columns"]), tuple(answer["types"]), tuple(map(tuple, answer["rows"])))
         kind = _PROBLEMS.get(str(answer.get("type", "")), WarehouseError)
         raise kind(answer.get("detail", f"query failed with HTTP {status}"))
 
-    async def _post(self, body: dict[str, Any]) -> tuple[int, Any]:
+    async def _post(self, body: dict[str, Any], token: str) -> tuple[int, Any]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
-        headers = {"Authorization": f"Bearer {self._token}"}
+        headers = {"Authorization": f"Bearer {token}"}
         try:
             async with self._session.post(self._url, json=body, headers=headers) as response:
                 return response.status, await response.json(content_type=None)
