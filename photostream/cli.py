@@ -12,6 +12,7 @@ import click
 from photostream import __version__
 from photostream.config import LogSettings, StackSettings
 from photostream.stack import Stack, StackError, State, Status
+from schemas.topics import EVENT_BY_TOPIC
 
 _BROKERS = click.option(
     "--brokers",
@@ -235,6 +236,60 @@ def sql(query: str, fmt: str) -> None:
     except WarehouseError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(render(result, fmt))
+
+
+@main.group()
+def events() -> None:
+    """Watch the pipeline's topics decoded, and list their schemas (for operators and subscriber authors)."""
+
+
+@events.command("tail")
+@click.argument("topic", type=click.Choice(list(EVENT_BY_TOPIC)))
+@click.option("--from-beginning", is_flag=True, help="Start at the topic's oldest event, not at its end.")
+@click.option("--photographer", "photographer_id", help="Only this photographer's events (the messages' key).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "table"]),
+    default="json",
+    show_default=True,
+    help="JSON lines, or one short row per event.",
+)
+@click.option("--limit", type=click.IntRange(1), help="Stop after this many lines [default: never].")
+def events_tail(topic: str, from_beginning: bool, photographer_id: str | None, fmt: str, limit: int | None) -> None:
+    """Print each event of TOPIC as it arrives, decoded; a message that does not decode prints as one clear line."""
+    from itertools import islice
+
+    from photostream.config import KafkaSettings, SchemaRegistrySettings
+    from photostream.events import TopicUnavailable, tail
+    from schemas.serde import EventSerde
+
+    serde = EventSerde(SchemaRegistrySettings().url)
+    reads = tail(KafkaSettings(), serde, topic, from_beginning=from_beginning, photographer_id=photographer_id)
+    try:
+        for read in islice(reads, limit):
+            click.echo(read.as_json() if fmt == "json" else read.as_row())
+    except TopicUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reads.close()
+
+
+@events.command("schemas")
+def events_schemas() -> None:
+    """Print each topic with its event, schema, fingerprint and wire format."""
+    from photostream.config import SchemaRegistrySettings
+    from photostream.events import schema_rows
+    from schemas.serde import EventSerde
+
+    rows = schema_rows(EventSerde(SchemaRegistrySettings().url))
+    columns = list(rows[0])
+    widths = {column: max(len(column), *(len(row[column]) for row in rows)) for column in columns}
+    click.echo("  ".join(column.ljust(widths[column]) for column in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(row[column].ljust(widths[column]) for column in columns).rstrip())
 
 
 @main.group()
