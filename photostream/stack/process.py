@@ -41,11 +41,21 @@ def port_bindable(host: str, port: int) -> bool:
     return True
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
+def _cmdline(pid: int, *, attempts: int = 20) -> str:
+    """The process's command line, or "" when it has none.
+
+    A live process reads as empty for a moment while it execs (the shell that starts a server forks, then
+    execs it): read again for up to 0.2 s before calling it empty, or a server just started would look like a
+    stranger and lose its pidfile.
+    """
+    for attempt in range(attempts):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return ""
+        if raw or attempt == attempts - 1:
+            break
+        time.sleep(0.01)
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 

@@ -1,3 +1,5 @@
+import os
+import signal
 import socket
 import sys
 
@@ -34,6 +36,20 @@ def test_start_find_and_stop(tmp_path):
     assert process.pid() is None
     assert not process.pidfile.exists()
     assert process.stop() is False
+
+
+def test_a_process_is_found_right_after_it_starts_while_it_execs(tmp_path):
+    # The starting shell forks, then execs the server; for a moment in between the process has no command line.
+    # Read then, it must not look like a stranger (which would also drop its pidfile). About 1 start in 70
+    # landed in that moment here, so 100 starts would very likely catch a regression.
+    process = _process(tmp_path)
+    for _ in range(100):
+        pid = process.start([sys.executable, "-c", "import time; time.sleep(30)", "photostream-test-sleeper"], tmp_path)
+        try:
+            assert process.pid() == pid
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            process.pidfile.unlink(missing_ok=True)
 
 
 def test_a_reused_pid_is_not_ours(tmp_path):
