@@ -280,16 +280,17 @@ def events_tail(topic: str, from_beginning: bool, photographer_id: str | None, f
 @events.command("schemas")
 def events_schemas() -> None:
     """Print each topic with its event, schema, fingerprint and wire format."""
+    from terminaltables import AsciiTable
+
     from photostream.config import SchemaRegistrySettings
     from photostream.events import schema_rows
     from schemas.serde import EventSerde
 
     rows = schema_rows(EventSerde(SchemaRegistrySettings().url))
-    columns = list(rows[0])
-    widths = {column: max(len(column), *(len(row[column]) for row in rows)) for column in columns}
-    click.echo("  ".join(column.ljust(widths[column]) for column in columns).rstrip())
-    for row in rows:
-        click.echo("  ".join(row[column].ljust(widths[column]) for column in columns).rstrip())
+    table = AsciiTable([list(rows[0]), *(list(row.values()) for row in rows)])
+    table.outer_border = table.inner_column_border = table.inner_heading_row_border = False
+    table.padding_left, table.padding_right = 0, 2
+    click.echo("\n".join(line.rstrip() for line in table.table.splitlines()))
 
 
 @main.group()
