@@ -42,6 +42,7 @@ from producers.keys import KeyStore
 from producers.ledger import UploadLedger, UploadRecord, original_key, pending_key, staging_key, upload_id_for
 from producers.metrics import GatewayMetrics
 from producers.originals import HeldOriginals
+from producers.schema_routes import add_schema_routes
 from producers.staging_sweep import sweep_forever
 from producers.status import Progress, StatusSource
 from producers.throttle import FailureLimiter
@@ -593,6 +594,7 @@ def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMe
     if services.dashboard is not None:
         app.router.add_get("/dashboard", services.dashboard.page)
         app.router.add_get("/dashboard/data", services.dashboard.data_json)
+    add_schema_routes(app)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics_text)

@@ -9,10 +9,11 @@ fingerprint, which ``schemas.catalog`` finds among these files.
 
 The checks compare files only, so they work the same in a shallow clone, a tarball or an installed
 wheel. Each current schema must read data written with every published version (backward
-compatibility, transitively: Confluent's ``BACKWARD_TRANSITIVE``). Forward compatibility (an old
-reader on new data) is not checked, so not promised: with single-object encoding an old consumer
-rejects a new writer's unknown fingerprint whatever the change, so consumers are deployed before
-producers with either wire format.
+compatibility, transitively: Confluent's ``BACKWARD_TRANSITIVE``). The events of the topics other
+services subscribe to (``SUBSCRIBABLE_TOPICS``) must also be readable with every published version
+(forward compatibility too, so ``FULL_TRANSITIVE``): a subscriber still on an older copy of a schema
+keeps reading new events, once it has their writer schema (found by fingerprint, see
+docs/subscribers.md). ``photo-variants`` is internal, and its consumer is deployed with the workers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from importlib.resources.abc import Traversable
 from schemas.catalog import HISTORY_DIR, PACKAGE, parse_schema_text
 from schemas.compat import backward_incompatibilities
 from schemas.errors import SchemaLoadError
+from schemas.topics import EVENT_BY_TOPIC, SUBSCRIBABLE_TOPICS
+
+SUBSCRIBED_RECORDS = frozenset(EVENT_BY_TOPIC[topic].__name__ for topic in SUBSCRIBABLE_TOPICS)
+"""Records read by other services: checked in both directions against every published version."""
 
 _ENTRY = re.compile(r"(?P<record>[A-Za-z_][A-Za-z0-9_]*)\.v(?P<number>[1-9][0-9]*)\.avsc")
 
@@ -132,8 +137,9 @@ def history_problems(root: Traversable, record: str) -> list[str]:
     Returns:
         One line per problem, each saying what to do: no published version, a gap in the
         numbering, a current file that differs from its newest entry, an entry that is not a
-        version of this record, or an entry whose data the current schema cannot read. Empty when
-        the history is complete and every version is readable.
+        version of this record, an entry whose data the current schema cannot read, or, for a
+        subscribed record, an entry that cannot read the current schema's data. Empty when the
+        history is complete and every version is readable both ways where it must be.
     """
     current_path = f"{PACKAGE}/{record}.avsc"
     current = (root / f"{record}.avsc").read_bytes()
@@ -169,4 +175,9 @@ def history_problems(root: Traversable, record: str) -> list[str]:
             f"{current_path} cannot read data written with {entry.path}: {problem}"
             for problem in backward_incompatibilities(entry.data.decode("utf-8"), current_text)
         )
+        if record in SUBSCRIBED_RECORDS:
+            problems.extend(
+                f"a subscriber on {entry.path} cannot read data written with {current_path}: {problem}"
+                for problem in backward_incompatibilities(current_text, entry.data.decode("utf-8"))
+            )
     return problems

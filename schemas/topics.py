@@ -25,6 +25,11 @@ EVENT_BY_TOPIC: Mapping[str, type[Record]] = MappingProxyType(
 )
 """Topic name to the event class on it; every topic carries exactly one event type."""
 
+SUBSCRIBABLE_TOPICS: tuple[str, ...] = (PHOTO_UPLOADS, PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED)
+"""The topics other services may subscribe to: their events are the published contract
+(docs/subscribers.md, docs/asyncapi.yaml). ``photo-variants`` is internal: it carries image
+bytes from the workers to the S3 sink, and its shape may change with the pipeline."""
+
 TOPIC_BY_EVENT: Mapping[type[Record], str] = MappingProxyType({cls: topic for topic, cls in EVENT_BY_TOPIC.items()})
 """Event class to the topic it is produced to."""
 

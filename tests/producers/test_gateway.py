@@ -6,10 +6,12 @@ import asyncio
 import dataclasses
 import hashlib
 import io
+import json
 import uuid
 from datetime import datetime
 
 import aiohttp
+import fastavro
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from PIL import Image
@@ -23,9 +25,12 @@ from photostream.warehouse import QueryUnavailable
 from producers.gateway import create_app
 from producers.ledger import original_key, pending_key, upload_id_for
 from producers.status import Progress
+from schemas.events import ImageReady
 from schemas.serde import EventSerde
+from schemas.topics import EVENT_BY_TOPIC, PHOTO_READY, SUBSCRIBABLE_TOPICS
 from schemas.topics import PHOTO_UPLOADS as UPLOADS
 from tests.gateway_client import auth, form, gateway_services
+from tests.schemas.samples import make_events
 
 pytestmark = pytest.mark.integration
 
@@ -415,6 +420,42 @@ async def test_status_store_down_is_503_with_retry_after(aiohttp_client, local_s
     response = await client.get(f"/v1/uploads/{created['uploads'][0]['upload_id']}", headers=auth(key))
     await problem(response, 503)
     assert response.headers["Retry-After"] == str(settings.retry_after_seconds)
+
+
+# -- the schema store ----------------------------------------------------------------
+
+
+async def test_subscribers_fetch_a_writer_schema_by_the_fingerprint_in_an_event(client):
+    listing = await client.get("/v1/schemas")  # no key: schemas are the public contract
+    assert listing.status == 200
+    topics = (await listing.json())["topics"]
+    serde = EventSerde()
+    assert [t["topic"] for t in topics] == list(SUBSCRIBABLE_TOPICS)
+    for topic in topics:
+        current = serde.schema_for(EVENT_BY_TOPIC[topic["topic"]])
+        assert (topic["event"], topic["fingerprint"]) == (current.name, current.fingerprint.hex())
+        assert topic["versions"][0]["version"] == 1
+        assert topic["versions"][-1]["fingerprint"] == current.fingerprint.hex()
+
+    # A subscriber with no copy of the schema reads an event with what the gateway serves.
+    ready = next(event for event in make_events(full=True) if isinstance(event, ImageReady))
+    value = serde.encode(ready, PHOTO_READY)
+    response = await client.get(f"/v1/schemas/{value[2:10].hex()}")
+    assert response.status == 200
+    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    writer = fastavro.parse_schema(json.loads(await response.text()), {})
+    decoded = fastavro.schemaless_reader(io.BytesIO(value[10:]), writer, None)
+    assert (decoded["event_id"], decoded["upload_id"]) == (ready.event_id, ready.upload_id)
+
+
+async def test_an_unknown_or_malformed_fingerprint_is_a_clear_problem(client):
+    unknown = await client.get("/v1/schemas/0123456789abcdef")
+    assert unknown.status == 404
+    assert "0123456789abcdef" in (await unknown.json())["detail"]
+    malformed = await client.get("/v1/schemas/ImageReady")
+    assert malformed.status == 400
+    assert malformed.headers["Content-Type"] == "application/problem+json"
+    assert "16 hex digits" in (await malformed.json())["detail"]
 
 
 # -- health and metrics --------------------------------------------------------------

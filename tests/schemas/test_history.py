@@ -121,6 +121,31 @@ def test_an_incompatible_change_fails_even_when_recorded(schemas_copy: Path) -> 
     assert "license" in problems[0]
 
 
+def _drop(path: Path, field: str) -> None:
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    schema["fields"] = [f for f in schema["fields"] if f["name"] != field]
+    path.write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
+
+
+def test_a_subscribed_event_must_stay_readable_by_subscribers_on_older_versions(schemas_copy: Path) -> None:
+    # Dropping a field without a default: the new schema reads old data (it ignores the field),
+    # but a subscriber still on v1 needs the field and cannot read what the new schema writes.
+    _drop(schemas_copy / "ImageReady.avsc", "received_at")
+    _publish(schemas_copy, "ImageReady", 2)
+    problems = history_problems(schemas_copy, "ImageReady")
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(
+        "a subscriber on schemas/history/ImageReady.v1.avsc cannot read data written with schemas/ImageReady.avsc:"
+    )
+    assert "received_at" in problems[0]
+
+
+def test_the_internal_variants_event_needs_only_backward_compatibility(schemas_copy: Path) -> None:
+    _drop(schemas_copy / "VariantRendered.avsc", "rendered_at")
+    _publish(schemas_copy, "VariantRendered", 2)
+    assert history_problems(schemas_copy, "VariantRendered") == []
+
+
 def test_every_earlier_version_is_checked_not_only_the_newest(schemas_copy: Path) -> None:
     # v2 added a field without a default (v2 itself was never checked against v1 here); v3 reads
     # v2's data, but not v1's, which the topic may still hold.
