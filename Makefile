@@ -47,7 +47,6 @@ test-faults: jars ## The fault tests, with the worker failover at five kill mome
 
 bench: jars ## Benchmarks side by side (image library, Pillow, sharp, pipeline, gateway vs S3, analytics); needs Node.js
 	cd bench/sharp && npm ci --no-audit --no-fund --silent
-	$(VENV)/bin/photostream stack up
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 bench-analytics: $(INSTALLED) ## The analysts' questions, dashboard and status on 30 days of history made in chDB (no stack)

@@ -10,6 +10,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -18,8 +21,8 @@ from photostream.config import KafkaSettings, S3Settings
 from photostream.objectstore import ObjectStore
 from photostream.topics import ensure_topics
 from producers.keys import create_keys
-from schemas.events import ImageReady
-from schemas.topics import PHOTO_READY
+from schemas.events import ImageProcessed, ImageReady
+from schemas.topics import PHOTO_PROCESSED, PHOTO_READY
 from tests.pipeline import Sinks
 from tests.processes import ServiceProcess, free_port, start_service
 from tests.streams.workers import OutputReader, WorkerGroup, delete_group_topics, start_group_at_end
@@ -113,8 +116,37 @@ def gateway_against_s3(paths: list[Path], *, clients: int = 32, uploads: int = 6
     }
 
 
-def pipeline(paths: list[Path], owners: list[str], *, clients: int = 8, workers: int = 2) -> dict:
-    """Photos per second from the first upload to the last ImageReady, and steady-state latency."""
+@dataclass
+class RunningPipeline:
+    """Gateway, workers and sinks started for one measurement, with a reader of their output."""
+
+    url: str
+    keys: dict[str, str]
+    names: dict[str, str]
+    run: str
+    reader: OutputReader
+    logs: Callable[[], str]
+
+    async def post(self, bodies: list[tuple[str, bytes]], clients: int) -> list[float]:
+        """Upload (photographer name, bytes) pairs with ``clients`` at once."""
+        return await _post_all(self.url, self.keys, bodies, clients)
+
+    def ready_events(self, count: int, timeout: float) -> dict[uuid.UUID, ImageReady]:
+        """Wait until ``count`` images of this run are ready; their ImageReady by upload id."""
+        who = set(self.names.values())
+        if not self.reader.poll_until(lambda r: len({e.upload_id for e in r.of(PHOTO_READY, who)}) >= count, timeout):
+            raise RuntimeError("not every photo became ready:\n" + self.logs())
+        return {e.upload_id: e for e in self.reader.of(PHOTO_READY, who) if isinstance(e, ImageReady)}
+
+    def processed_events(self) -> dict[uuid.UUID, ImageProcessed]:
+        """The ImageProcessed events of this run read so far, by upload id."""
+        who = set(self.names.values())
+        return {e.upload_id: e for e in self.reader.of(PHOTO_PROCESSED, who) if isinstance(e, ImageProcessed)}
+
+
+@contextmanager
+def running_pipeline(owners: list[str], *, workers: int = 2) -> Iterator[RunningPipeline]:
+    """Start sinks, ``workers`` workers and a gateway on the running stack; stop them all afterwards."""
     kafka, s3 = KafkaSettings(), S3Settings()
     ensure_topics(kafka)
     run = uuid.uuid4().hex[:8]
@@ -126,7 +158,7 @@ def pipeline(paths: list[Path], owners: list[str], *, clients: int = 8, workers:
         sinks.skip_history()
         group = WorkerGroup(kafka, s3, f"bench-processing-{run}", folder)
         start_group_at_end(kafka, group.app_id)
-        reader = OutputReader(kafka, [PHOTO_READY])
+        reader = OutputReader(kafka, [PHOTO_PROCESSED, PHOTO_READY])
         gateway = None
         try:
             sinks.start()
@@ -134,17 +166,7 @@ def pipeline(paths: list[Path], owners: list[str], *, clients: int = 8, workers:
                 group.start()
             time.sleep(8)  # let the workers join and get their partitions before the clock starts
             gateway, url = _start_gateway(kafka, s3, folder, sinks.reader_env)
-            bodies = [
-                (names[owner], path.read_bytes() + run.encode()) for path, owner in zip(paths, owners, strict=True)
-            ]
-            started = time.monotonic()
-            asyncio.run(_post_all(url, keys, bodies, clients))
-            who = set(names.values())
-            done = reader.poll_until(lambda r: len({e.upload_id for e in r.of(PHOTO_READY, who)}) >= len(bodies), 1800)
-            elapsed = time.monotonic() - started
-            if not done:
-                raise RuntimeError("not every photo became ready:\n" + sinks.logs() + group.logs())
-            ready = {e.upload_id: e for e in reader.of(PHOTO_READY, who) if isinstance(e, ImageReady)}
+            yield RunningPipeline(url, keys, names, run, reader, lambda: sinks.logs() + group.logs())
         finally:
             reader.close()
             if gateway is not None:
@@ -152,17 +174,69 @@ def pipeline(paths: list[Path], owners: list[str], *, clients: int = 8, workers:
             group.stop_all()
             sinks.stop()
             delete_group_topics(kafka, group.app_id)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def pipeline(paths: list[Path], owners: list[str], *, clients: int = 8, workers: int = 2) -> dict:
+    """Photos per second from the first upload to the last ImageReady, and steady-state latency."""
+    with running_pipeline(owners, workers=workers) as running:
+        bodies = [
+            (running.names[owner], path.read_bytes() + running.run.encode())
+            for path, owner in zip(paths, owners, strict=True)
+        ]
+        started = time.monotonic()
+        asyncio.run(running.post(bodies, clients))
+        ready = running.ready_events(len(bodies), 1800)
+        elapsed = time.monotonic() - started
     events = sorted(ready.values(), key=lambda e: e.received_at)
     steady = events[len(events) // 4 :] or events  # past the warm-up
     latencies = [(e.ready_at - e.received_at).total_seconds() for e in steady]
-    quantiles = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else latencies * 19
     return {
         "photos": len(events),
         "seconds": elapsed,
         "per_second": len(events) / elapsed,
         "p50_seconds": statistics.median(latencies),
-        "p95_seconds": quantiles[18],
+        "p95_seconds": _quantile(latencies, 0.95),
         "workers": workers,
+    }
+
+
+def idle_latency(paths: list[Path], owners: list[str], *, photos: int = 12, workers: int = 2) -> dict:
+    """Upload received to ImageReady, one photo at a time on an idle pipeline, split by stage.
+
+    Each photo is sent only after the previous one is ready, so nothing queues: what is left is
+    the pipeline's floor (hops, polls, batching) plus the work on one photo. Stages, from the
+    events' own timestamps: ``queue`` is received to a worker starting on it (the upload itself,
+    the original's S3 write, Kafka), ``processing`` is the worker's, ``storage`` is processed to
+    ImageReady (the variants through Kafka, the S3 sink's writes, the ImageReady).
+    """
+    chosen = list(zip(paths, owners, strict=True))[:photos]
+    with running_pipeline(owners, workers=workers) as running:
+        # A warm-up photo first: the first one through pays for connections and imports.
+        warm = [(running.names[chosen[0][1]], chosen[0][0].read_bytes() + b"warm-up" + running.run.encode())]
+        asyncio.run(running.post(warm, 1))
+        running.ready_events(1, 300)
+        for index, (path, owner) in enumerate(chosen):
+            asyncio.run(running.post([(running.names[owner], path.read_bytes() + running.run.encode())], 1))
+            running.ready_events(index + 2, 300)
+        ready = running.ready_events(len(chosen) + 1, 300)
+        processed = running.processed_events()
+    events = sorted(ready.values(), key=lambda e: e.received_at)[1:]  # past the warm-up
+    stages: dict[str, list[float]] = {"total": [], "queue": [], "processing": [], "storage": []}
+    for event in events:
+        done = processed[event.upload_id]
+        stages["total"].append((event.ready_at - event.received_at).total_seconds())
+        stages["queue"].append((done.processing_started_at - event.received_at).total_seconds())
+        stages["processing"].append((done.processed_at - done.processing_started_at).total_seconds())
+        stages["storage"].append((event.ready_at - done.processed_at).total_seconds())
+    return {
+        "photos": len(events),
+        **{f"{stage}_p50_seconds": statistics.median(values) for stage, values in stages.items()},
+        "total_p95_seconds": _quantile(stages["total"], 0.95),
     }
 
 

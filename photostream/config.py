@@ -228,7 +228,12 @@ class SinksSettings(BaseSettings):
     clickhouse_group: str = "photostream-clickhouse-sink"
     # A batch is flushed (written, then its offsets committed) at this many events or this age.
     batch_size: int = Field(default=500, ge=1)
+    # The ClickHouse sink's batch age: fewer, larger inserts (ClickHouse wants about one per second).
     batch_seconds: float = Field(default=1.0, gt=0)
+    # The S3 sink's: every variant is its own PUT, so waiting buys no fewer writes, only latency.
+    # At 0 it writes whatever Kafka has delivered as soon as nothing more is waiting; under load
+    # its batches still grow, with what arrives while the previous one is written.
+    s3_batch_seconds: float = Field(default=0.0, ge=0)
     # Variants never change once written (their keys carry the image id), so caches may keep them.
     cache_control: str = "public, max-age=31536000, immutable"
     # How long a failing S3 or ClickHouse write is retried before the sink gives up and exits.

@@ -74,6 +74,13 @@ class ClickHouseStatus:
             self._reader.query(queries["image"], parameters),
             self._reader.query(queries["variants"], parameters),
         )
+        if ready.rows and len(_newest_variants(variants.dicts())) < int(_newest(ready.dicts())["variant_count"]):
+            # The three reads ran at once, so the variants may have been read just before the batch that
+            # also wrote the ready row; the sink inserts that row last, so now that it is seen they are there.
+            image, variants = await asyncio.gather(
+                self._reader.query(queries["image"], parameters),
+                self._reader.query(queries["variants"], parameters),
+            )
         if ready.rows:
             row = _newest(image.dicts())
             duplicate_of = row.pop("duplicate_of", None)
@@ -102,7 +109,7 @@ def _lookups(db: str, *, day_known: bool) -> dict[str, str]:
         return key + (f" AND toDate({day_column}) = {{day:Date}}" if day_known else "")
 
     return {
-        "ready": f"SELECT 1 FROM {db}.ready WHERE {on('received_at')} LIMIT 1",  # noqa: S608
+        "ready": f"SELECT version, variant_count FROM {db}.ready WHERE {on('received_at')}",  # noqa: S608
         "image": (
             f"SELECT version, {', '.join(_METADATA_FIELDS)}, duplicate_of "  # noqa: S608
             f"FROM {db}.images WHERE {on('received_at')}"

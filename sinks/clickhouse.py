@@ -18,7 +18,7 @@ from schemas.errors import SerdeError
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, Partition
 from sinks.consumer import Received
-from sinks.rows import TABLE_COLUMNS, rows_for
+from sinks.rows import INSERT_ORDER, TABLE_COLUMNS, rows_for
 from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,9 @@ class ClickHouseSink:
                 by_table[table].extend(rows)
         # A failure leaves the batch as it was: the loop retries the whole flush, and rows
         # inserted by a partial attempt collapse with their repeats.
-        for table, rows in by_table.items():
-            await self._writer.insert(table, rows, TABLE_COLUMNS[table])
+        for table in INSERT_ORDER:
+            if by_table.get(table):
+                await self._writer.insert(table, by_table[table], TABLE_COLUMNS[table])
         offsets = dict(self._next)
         self._rows.clear()
         self._next.clear()

@@ -125,6 +125,10 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 """Column order of each table as ``rows_for`` fills it; pass it as ``column_names`` to ``client.insert``."""
 
+INSERT_ORDER: tuple[str, ...] = (*(table for table in TABLE_COLUMNS if table != "ready"), "ready")
+"""The order a flush inserts its tables in. ``ready`` goes last: its row marks an image completed, so a
+reader that sees it (the gateway's status) finds the ``variants`` and ``images`` rows of the same batch."""
+
 
 def rows_for(event: Event) -> dict[str, list[list[Any]]]:
     """Map one event to the rows it adds, per table.

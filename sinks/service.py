@@ -55,20 +55,23 @@ async def serve(
     producer = EventProducer(kafka, delivery_timeout=sinks.kafka_delivery_timeout, client_id="photostream-s3-sink")
     serde = EventSerde(registry.url)
 
-    def sink_loop(sink: Sink, group_id: str, topics: list[str]) -> SinkLoop:
+    def sink_loop(sink: Sink, group_id: str, topics: list[str], batch_seconds: float) -> SinkLoop:
         return SinkLoop(
             kafka,
             sink,
             group_id=group_id,
             topics=topics,
             batch_size=sinks.batch_size,
-            batch_seconds=sinks.batch_seconds,
+            batch_seconds=batch_seconds,
             retry_seconds=sinks.retry_seconds,
         )
 
+    s3_sink = S3Sink(store, producer, serde, cache_control=sinks.cache_control)
     loops = [
-        sink_loop(S3Sink(store, producer, serde, cache_control=sinks.cache_control), sinks.s3_group, [PHOTO_VARIANTS]),
-        sink_loop(clickhouse.ClickHouseSink(writer, serde), sinks.clickhouse_group, clickhouse.TOPICS),
+        sink_loop(s3_sink, sinks.s3_group, [PHOTO_VARIANTS], sinks.s3_batch_seconds),
+        sink_loop(
+            clickhouse.ClickHouseSink(writer, serde), sinks.clickhouse_group, clickhouse.TOPICS, sinks.batch_seconds
+        ),
     ]
     runner = None
     reader = None

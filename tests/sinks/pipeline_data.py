@@ -32,7 +32,7 @@ from schemas.events import (
     StoredVariant,
     UploadReceived,
 )
-from sinks.rows import TABLE_COLUMNS, rows_for
+from sinks.rows import INSERT_ORDER, TABLE_COLUMNS, rows_for
 
 DATABASE = "photostream"
 PHOTOGRAPHERS = ("ph-alice", "ph-bob", "ph-carol")
@@ -182,8 +182,9 @@ def insert_events(client: Any, events: Iterable[Event], database: str = DATABASE
     for event in events:
         for table, rows in rows_for(event).items():
             batches[table].extend(rows)
-    for table, rows in batches.items():
-        client.insert(f"{database}.{table}", rows, column_names=TABLE_COLUMNS[table])
+    for table in INSERT_ORDER:
+        if batches.get(table):
+            client.insert(f"{database}.{table}", batches[table], column_names=TABLE_COLUMNS[table])
 
 
 @contextmanager

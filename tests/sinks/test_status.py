@@ -6,6 +6,7 @@ DSN); here the same client API runs on chDB, loaded with a synthetic run and its
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import timedelta
 
@@ -97,3 +98,46 @@ async def test_the_received_day_narrows_the_lookup_to_that_day(loaded):
     done = pipeline.with_status("completed")[0]
     other_day = done.received_at - timedelta(days=1)
     assert (await status.progress(str(done.upload_id), done.photographer_id, other_day)).status == "queued"
+
+
+class FlushLandsBetweenTheReads:
+    """A reader on which the sink's flush that completes an image lands after the variants were read
+    and before the ready row is: the status's concurrent reads can meet a flush that way."""
+
+    def __init__(self, inner: EngineReader, flush) -> None:
+        self.inner = inner
+        self.flush = flush
+        self.flushed = asyncio.Event()
+
+    async def query(self, sql, parameters=None):
+        if f"FROM {DATABASE}.variants" in sql and not self.flushed.is_set():
+            before = await self.inner.query(sql, parameters)
+            await self.flush()
+            self.flushed.set()
+            return before
+        if f"FROM {DATABASE}.ready" in sql:
+            await self.flushed.wait()
+        return await self.inner.query(sql, parameters)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_completed_image_has_its_variants_even_when_the_flush_lands_between_the_reads(tmp_path):
+    pipeline = build_pipeline()
+    done = pipeline.with_status("completed")[0]
+    ready = next(e for e in pipeline.events if isinstance(e, ImageReady) and e.upload_id == done.upload_id)
+    settings = ClickHouseSettings(dsn=f"chdb://{tmp_path / 'clickhouse'}", database=DATABASE)
+    writer = ClickHouseWriter(settings)
+    try:
+        await writer.run(migrate, DATABASE)
+        await writer.run(insert_events, [e for e in pipeline.events if e is not ready])
+        reader = FlushLandsBetweenTheReads(EngineReader(settings), lambda: writer.run(insert_events, [ready]))
+        status = ClickHouseStatus(reader, DATABASE)
+        progress = await status.progress(str(done.upload_id), done.photographer_id, done.received_at)
+        await status.close()
+    finally:
+        writer.close()
+    assert reader.flushed.is_set()
+    assert progress.status == "completed"
+    assert {(v["name"], v["format"]) for v in progress.variants} == {(v.variant, v.format) for v in ready.variants}
