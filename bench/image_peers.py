@@ -1,4 +1,4 @@
-"""Image work without Kafka or S3: photostream's library (the ceiling), plain Pillow, and sharp.
+"""Image work without Kafka or S3: photostream's library (the ceiling), a direct libvips program, Pillow and sharp.
 
 Each does the default variant spec (web 1920 and thumb 300 in WebP and JPEG, square 150 in
 WebP) for every photo, upright and sRGB, on all cores. The ceiling also reads metadata and
@@ -12,6 +12,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -79,6 +80,19 @@ def sharp(paths: list[Path]) -> float | None:
     answer = subprocess.run(
         ["node", str(SHARP / "variants.mjs")],  # noqa: S607 - node from PATH, checked by make bench
         input="\n".join(str(p) for p in paths),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=True,
+    )
+    result = json.loads(answer.stdout)
+    return result["photos"] / result["seconds"]
+
+
+def direct_libvips(paths: list[Path]) -> float:
+    """Photos per second of bench/direct_libvips.py, a minimal program calling libvips directly, in its own process."""
+    answer = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parent / "direct_libvips.py"), *map(str, paths)],
         capture_output=True,
         text=True,
         timeout=1800,

@@ -1,17 +1,22 @@
-"""`make bench`: the four measurements of issue 6 and the analytics of issue 12, side by side in one run.
+"""`make bench`: the image work against its peers, the pipeline's rate and latency, and the analytics, side by side.
 
-1. Ceiling: photostream's image library alone (decode, metadata, hashes, variants) on all cores.
-2. Peers: plain Pillow and sharp (npm) rendering the same variants.
-3. The pipeline: gateway → Kafka → workers → sinks, first upload to last ImageReady.
-4. The gateway: accepted uploads per second against raw S3 PUTs, 32 clients.
-5. Analytics: the doc's ten questions, the dashboard and the status on 30 days of history (bench/analytics.py,
-   which also writes bench/results/analytics.json and analytics.md).
+1. Image work, the same photos, all cores: photostream's image library (decode, metadata,
+   hashes, 5 variants), a minimal program calling libvips directly for the same outputs
+   (bench/direct_libvips.py), plain Pillow and sharp (npm), each written the fastest way its
+   docs allow. Each round runs all four, in a rotating order.
+2. The pipeline (gateway → Kafka → workers → sinks, everything on this machine): latency of one
+   photo at a time when idle, the sustained rate over 200 uploads, and latency under open-loop
+   Poisson arrivals at 50 % and 80 % of that rate (15 photographers, one sending 30 %).
+3. The gateway: accepted uploads per second against raw S3 PUTs, 32 clients.
+4. Analytics: the doc's ten questions, the dashboard and the status on 30 days of history
+   (bench/analytics.py, which also writes bench/results/analytics.json and analytics.md).
 
-Same photos (synthetic 12-megapixel JPEGs with EXIF, one photographer sending half), same
-machine, one run. Results go to bench/results/results.json and results.md (shown in the README).
+Every figure of issue 15 is printed with its goal, as the median of ``--runs`` rounds with the
+spread beside it. Results go to bench/results/results.json and results.md (shown in the README).
+It starts the servers it needs and stops those it started.
 
-    make bench                      # or: .venv/bin/python bench/run.py --photos 40
-    .venv/bin/python bench/run.py --analytics quick   # the analytics section at a small scale
+    make bench                                          # or: .venv/bin/python bench/run.py
+    .venv/bin/python bench/run.py --runs 1 --open-loop-seconds 60 --analytics skip   # a quick look
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,10 +37,20 @@ from bench.photoset import PhotoSet, photo_set, save
 from photostream.config import StackSettings
 from photostream.stack import Stack, State
 
+IMAGE_PEERS: dict[str, Callable[[list[Path]], float | None]] = {
+    "library": image_peers.ceiling,
+    "direct_libvips": image_peers.direct_libvips,
+    "pillow": image_peers.pillow,
+    "sharp": image_peers.sharp,
+}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos", type=int, default=40, help="how many 12 MP photos")
+    parser.add_argument("--photos", type=int, default=40, help="how many distinct 12 MP photos")
+    parser.add_argument("--runs", type=int, default=3, help="rounds of every measurement; figures are their median")
+    parser.add_argument("--sustained-photos", type=int, default=200, help="uploads in a sustained-rate run")
+    parser.add_argument("--open-loop-seconds", type=float, default=180, help="length of each open-loop run")
     parser.add_argument("--gateway-uploads", type=int, default=64)
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients for the gateway measurement")
     parser.add_argument(
@@ -41,17 +58,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     photos = photo_set(args.photos)
-    paths = list(photos.paths)
-    cores = os.cpu_count() or 1
     print(
-        f"{len(paths)} photos of {photos.width}x{photos.height}, {photos.megabytes():.1f} MB each; {cores} cores",
+        f"{len(photos.paths)} photos of {photos.width}x{photos.height}, {photos.megabytes():.1f} MB each;"
+        f" {os.cpu_count()} cores; {args.runs} rounds",
         flush=True,
     )
-
     stack = Stack(StackSettings())
     started = {item.name for item in stack.up() if item.state is State.STARTED}
     try:
-        measure(args, photos, paths, cores)
+        measure(args, photos)
     finally:
         # Only what this run started: a developer's running stack stays up, and nothing is left
         # behind for the next `make run` in another checkout to pick up silently.
@@ -59,25 +74,35 @@ def main() -> None:
             stack.down(only=started)
 
 
-def measure(args: argparse.Namespace, photos: PhotoSet, paths: list[Path], cores: int) -> None:
+def measure(args: argparse.Namespace, photos: PhotoSet) -> None:
     """Run every section and write the results."""
-    timings: dict[str, float | None] = {}
-    print("1/5 ceiling: the image library alone...", flush=True)
-    timings["ceiling"] = image_peers.ceiling(paths)
-    print("2/5 peers: Pillow, sharp...", flush=True)
-    timings["pillow"] = image_peers.pillow(paths)
-    timings["sharp"] = image_peers.sharp(paths)
-    print("3/5 the pipeline...", flush=True)
-    pipeline = pipeline_bench.pipeline(paths, list(photos.owners))
-    pipeline["idle"] = pipeline_bench.idle_latency(paths, list(photos.owners))
-    print("4/5 the gateway against raw S3...", flush=True)
+    paths = list(photos.paths)
+    images: dict[str, list[float | None]] = {name: [] for name in IMAGE_PEERS}
+    for round_ in range(args.runs):
+        order = list(IMAGE_PEERS)[round_ % len(IMAGE_PEERS) :] + list(IMAGE_PEERS)[: round_ % len(IMAGE_PEERS)]
+        for name in order:
+            print(f"round {round_ + 1}: image work, {name}...", flush=True)
+            images[name].append(IMAGE_PEERS[name](paths))
+    pipeline: dict[str, list] = {"idle": [], "sustained": [], "half": [], "eighty": []}
+    for round_ in range(args.runs):
+        print(f"round {round_ + 1}: the pipeline, idle latency and sustained rate...", flush=True)
+        pipeline["idle"].append(pipeline_bench.idle_latency(paths, list(photos.owners)))
+        pipeline["sustained"].append(pipeline_bench.sustained(paths, photos=args.sustained_photos))
+    rate = statistics.median(run["per_second"] for run in pipeline["sustained"])
+    for round_ in range(args.runs):
+        for key, share in (("half", 0.5), ("eighty", 0.8)):
+            print(f"round {round_ + 1}: open-loop arrivals at {share:.0%} of {rate:.2f} photos/s...", flush=True)
+            run = pipeline_bench.open_loop(paths, rate=share * rate, seconds=args.open_loop_seconds, seed=round_)
+            pipeline[key].append(run)
+    print("the gateway against raw S3...", flush=True)
     gateway = pipeline_bench.gateway_against_s3(paths, clients=args.clients, uploads=args.gateway_uploads)
     insights = None
     if args.analytics != "skip":
-        print("5/5 analytics: questions, dashboard and status on generated history...", flush=True)
+        print("analytics: questions, dashboard and status on generated history...", flush=True)
         insights = analytics.run(analytics.Options.small() if args.analytics == "quick" else analytics.Options())
 
-    lines = report(photos, timings, pipeline, gateway, cores)
+    goals = goal_rows(images, pipeline, os.cpu_count() or 1)
+    lines = report(photos, args, images, pipeline, goals, gateway)
     if insights is not None:
         analytics_lines = analytics.markdown(insights)
         if args.analytics == "full":
@@ -88,15 +113,17 @@ def measure(args: argparse.Namespace, photos: PhotoSet, paths: list[Path], cores
     save(
         {
             "measured_at": datetime.now(UTC).isoformat(),
-            "machine": {"cores": cores, "arch": platform.machine()},
+            "machine": {"cores": os.cpu_count(), "arch": platform.machine()},
             "photos": {
                 "count": len(paths),
                 "width": photos.width,
                 "height": photos.height,
                 "megabytes": photos.megabytes(),
             },
-            "photos_per_second": timings,
+            "runs": args.runs,
+            "image_photos_per_second": images,
             "pipeline": pipeline,
+            "goals": goals,
             "gateway": gateway,
             "analytics": insights,
         },
@@ -104,35 +131,82 @@ def measure(args: argparse.Namespace, photos: PhotoSet, paths: list[Path], cores
     )
 
 
-def report(photos: PhotoSet, timings: dict[str, float | None], pipeline: dict, gateway: dict, cores: int) -> list[str]:
-    """The results as markdown: image work against the ceiling, then the gateway against raw S3."""
-    ceiling = timings["ceiling"] or 1.0
+def _spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _ratios(numerators: list[float | None], denominators: list[float | None]) -> list[float]:
+    """Round-by-round ratios (measured side by side), leaving out rounds where either side did not run."""
+    return [a / b for a, b in zip(numerators, denominators, strict=True) if a and b]
+
+
+def goal_rows(images: dict[str, list[float | None]], pipeline: dict[str, list], cores: int) -> list[dict]:
+    """Each figure of issue 15: median and spread over the rounds, its goal, and whether the median meets it."""
+    sustained = [run["per_second"] for run in pipeline["sustained"]]
     rows = [
-        ("ceiling: photostream image library alone (decode, metadata, hashes, 5 variants)", timings["ceiling"]),
-        ("peer: plain Pillow, same 5 variants (no hashes)", timings["pillow"]),
-        ("peer: sharp (npm), same 5 variants (no hashes)", timings["sharp"]),
-        ("pipeline: first upload to last ImageReady (2 workers + sinks)", pipeline["per_second"]),
+        ("image library ÷ direct libvips", _ratios(images["library"], images["direct_libvips"]), ">=", 0.95),
+        ("image library ÷ sharp", _ratios(images["library"], images["sharp"]), ">=", 1.1),
+        ("image library ÷ Pillow", _ratios(images["library"], images["pillow"]), ">=", 1.5),
+        ("pipeline sustained rate ÷ direct libvips", _ratios(sustained, images["direct_libvips"]), ">=", 0.75),
+        ("idle latency p50 (s)", [run["total_p50_seconds"] for run in pipeline["idle"]], "<", 0.8),
+        ("50 % load latency p95 (s)", [run["p95_seconds"] for run in pipeline["half"]], "<", 2.0),
+        ("50 % load latency p99 (s)", [run["p99_seconds"] for run in pipeline["half"]], "<", 4.0),
+        ("80 % load latency p95 (s)", [run["p95_seconds"] for run in pipeline["eighty"]], "<", 5.0),
+        ("pipeline photos/s per core", [rate / cores for rate in sustained], ">=", 2.0),
     ]
+    goals = []
+    for name, values, sense, goal in rows:
+        if not values:
+            goals.append({"figure": name, "goal": f"{sense} {goal}", "met": None})
+            continue
+        spread = _spread(values)
+        met = spread["median"] >= goal if sense == ">=" else spread["median"] < goal
+        goals.append({"figure": name, **spread, "goal": f"{sense} {goal}", "met": met})
+    return goals
+
+
+def report(
+    photos: PhotoSet,
+    args: argparse.Namespace,
+    images: dict[str, list[float | None]],
+    pipeline: dict[str, list],
+    goals: list[dict],
+    gateway: dict,
+) -> list[str]:
+    """The results as markdown: the goals, the image work's rates, then the gateway against raw S3."""
     lines = [
-        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()} with {cores} cores: {len(photos.paths)} "
-        f"photos of {photos.width}x{photos.height} ({photos.megabytes():.1f} MB), one photographer sending half.",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()} with {os.cpu_count()} cores:"
+        f" {len(photos.paths)} photos of {photos.width}x{photos.height} ({photos.megabytes():.1f} MB),"
+        f" {args.runs} rounds (median, with min-max); sustained rate over {args.sustained_photos} uploads;"
+        f" open-loop runs of {args.open_loop_seconds:.0f} s.",
         "",
-        "| measurement | photos/s | ratio to ceiling |",
-        "|---|---|---|",
+        "| figure | median | min-max | goal | met |",
+        "|---|---|---|---|---|",
     ]
-    for name, value in rows:
-        lines.append(f"| {name} | {value:.2f} | {value / ceiling:.2f} |" if value else f"| {name} | not run | |")
-    p50, p95, idle = pipeline["p50_seconds"], pipeline["p95_seconds"], pipeline["idle"]
+    for row in goals:
+        if row["met"] is None:
+            lines.append(f"| {row['figure']} | not run | | {row['goal']} | |")
+            continue
+        met = "yes" if row["met"] else "**no**"
+        lines.append(
+            f"| {row['figure']} | {row['median']:.2f} | {row['min']:.2f}-{row['max']:.2f} | {row['goal']} | {met} |"
+        )
+    if pipeline["idle"]:
+        stage = {key: statistics.median(run[key] for run in pipeline["idle"]) for key in pipeline["idle"][0]}
+        lines += [
+            "",
+            f"Idle latency by stage (medians): upload and queue {stage['queue_p50_seconds']:.2f} s, processing"
+            f" {stage['processing_p50_seconds']:.2f} s, variants to ImageReady {stage['storage_p50_seconds']:.2f} s.",
+        ]
+    lines += ["", "| image work, all cores | photos/s (median) | min-max |", "|---|---|---|"]
+    for name, values in images.items():
+        measured = [value for value in values if value]
+        if measured:
+            lines.append(f"| {name} | {statistics.median(measured):.2f} | {min(measured):.2f}-{max(measured):.2f} |")
+        else:
+            lines.append(f"| {name} | not run | |")
     raw, accepted = gateway["s3_put_per_second"], gateway["gateway_per_second"]
     lines += [
-        "",
-        f"Pipeline latency at steady state (upload received to ImageReady): p50 {p50:.1f} s, p95 {p95:.1f} s.",
-        "",
-        f"Latency one photo at a time on an idle pipeline ({idle['photos']} photos):"
-        f" p50 {idle['total_p50_seconds']:.2f} s (goal < 0.8 s), p95 {idle['total_p95_seconds']:.2f} s;"
-        f" stage medians: upload and queue {idle['queue_p50_seconds']:.2f} s,"
-        f" processing {idle['processing_p50_seconds']:.2f} s,"
-        f" variants to ImageReady {idle['storage_p50_seconds']:.2f} s.",
         "",
         f"| {gateway['clients']} clients, {gateway['megabytes_each']} MB each | uploads/s | ratio |",
         "|---|---|---|",

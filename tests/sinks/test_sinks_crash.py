@@ -31,6 +31,9 @@ async def test_killed_sinks_double_nothing_and_lose_nothing(make_gateway, worker
     photographer = unique_name("ph")
     api_key = await gateway.services.keys.create(photographer)
     ready_reader = OutputReader(local_stack.kafka, [PHOTO_READY])
+    # The S3 sink batches for half a second here (by default it writes as soon as it is caught up),
+    # so that the kill reliably finds a batch written in part and not committed.
+    sinks.extra_env["SINKS_S3_BATCH_SECONDS"] = "0.5"
     first = sinks.start()
     workers.start()
     files = [(f"{i}.jpg", photo(5000 + i, size=(1200, 900))) for i in range(UPLOADS)]
@@ -46,7 +49,9 @@ async def test_killed_sinks_double_nothing_and_lose_nothing(make_gateway, worker
         while (stored := await count(reader, images_sql, photographer)) < UPLOADS // 4:
             assert time.monotonic() < deadline, sinks.logs() + workers.logs()
             await asyncio.sleep(0.3)
-        lag = await asyncio.to_thread(uncommitted, local_stack.kafka, sinks.s3_group, PHOTO_VARIANTS)
+        # Strike when the S3 sink has variants it has not committed.
+        while (lag := await asyncio.to_thread(uncommitted, local_stack.kafka, sinks.s3_group, PHOTO_VARIANTS)) == 0:
+            assert time.monotonic() < deadline, "the S3 sink never had uncommitted variants"
         first.kill()
         # The kill hit work in flight: images not stored yet, variants whose offsets were not committed.
         in_flight = UPLOADS - stored
