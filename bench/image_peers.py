@@ -73,30 +73,21 @@ def pillow(paths: list[Path]) -> float:
         return len(paths) / (time.perf_counter() - started)
 
 
+def _rate_of(command: list[str], stdin: str | None = None) -> float:
+    """Run a peer program in its own process; it prints {"photos": n, "seconds": t}."""
+    answer = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=1800, check=True)
+    result = json.loads(answer.stdout)
+    return result["photos"] / result["seconds"]
+
+
 def sharp(paths: list[Path]) -> float | None:
     """Photos per second with sharp (npm), or None when Node.js or sharp is missing."""
     if not (SHARP / "node_modules" / "sharp").exists():
         return None
-    answer = subprocess.run(
-        ["node", str(SHARP / "variants.mjs")],  # noqa: S607 - node from PATH, checked by make bench
-        input="\n".join(str(p) for p in paths),
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=True,
-    )
-    result = json.loads(answer.stdout)
-    return result["photos"] / result["seconds"]
+    # node from PATH, checked by make bench
+    return _rate_of(["node", str(SHARP / "variants.mjs")], "\n".join(str(p) for p in paths))
 
 
 def direct_libvips(paths: list[Path]) -> float:
     """Photos per second of bench/direct_libvips.py, a minimal program calling libvips directly, in its own process."""
-    answer = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve().parent / "direct_libvips.py"), *map(str, paths)],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=True,
-    )
-    result = json.loads(answer.stdout)
-    return result["photos"] / result["seconds"]
+    return _rate_of([sys.executable, str(Path(__file__).resolve().parent / "direct_libvips.py"), *map(str, paths)])
