@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.cpu_share import CpuShare
 from photostream.config import KafkaSettings, S3Settings
 from photostream.objectstore import ObjectStore
 from photostream.topics import ensure_topics
@@ -231,8 +232,9 @@ def sustained(paths: list[Path], *, photos: int = 200, clients: int = 8, workers
             (running.names[owner], paths[index % len(paths)].read_bytes() + f"{running.run}-{index}".encode())
             for index, owner in enumerate(owners)
         ]
-        asyncio.run(running.post(bodies, clients))
-        ready = running.ready_events(len(bodies), 3600)
+        with CpuShare() as share:
+            asyncio.run(running.post(bodies, clients))
+            ready = running.ready_events(len(bodies), 3600)
     finished = sorted(event.ready_at for event in ready.values())
     first = len(finished) // 4
     seconds = (finished[-1] - finished[first]).total_seconds()
@@ -240,6 +242,8 @@ def sustained(paths: list[Path], *, photos: int = 200, clients: int = 8, workers
         "photos": len(finished),
         "measured_photos": len(finished) - 1 - first,
         "per_second": (len(finished) - 1 - first) / seconds,
+        # Where the core-seconds of the whole run went, per photo.
+        "cpu_seconds_per_photo": {role: cpu / len(finished) for role, cpu in share.seconds.items()},
     }
 
 

@@ -198,6 +198,21 @@ def report(
             f"Idle latency by stage (medians): upload and queue {stage['queue_p50_seconds']:.2f} s, processing"
             f" {stage['processing_p50_seconds']:.2f} s, variants to ImageReady {stage['storage_p50_seconds']:.2f} s.",
         ]
+    if pipeline["sustained"] and "cpu_seconds_per_photo" in pipeline["sustained"][0]:
+        roles = list(pipeline["sustained"][0]["cpu_seconds_per_photo"])
+        share = {
+            role: statistics.median(run["cpu_seconds_per_photo"][role] for run in pipeline["sustained"])
+            for role in roles
+        }
+        total = sum(share.values()) or 1.0
+        lines += [
+            "",
+            "Core-seconds per photo in the sustained runs (medians), by part: "
+            + ", ".join(f"{role} {seconds:.3f} ({seconds / total:.0%})" for role, seconds in share.items())
+            + f"; {total:.3f} in all, so at most {(os.cpu_count() or 1) / total:.2f} photos/s when uploads"
+            " and processing share the cores all the time (the sustained rate above is measured once the"
+            " uploads are in, so it can be higher).",
+        ]
     lines += ["", "| image work, all cores | photos/s (median) | min-max |", "|---|---|---|"]
     for name, values in images.items():
         measured = [value for value in values if value]
