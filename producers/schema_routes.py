@@ -11,6 +11,7 @@ neither route asks for a key.
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib import resources
 from typing import Any
@@ -27,13 +28,15 @@ _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-def _listing() -> list[dict[str, Any]]:
+@functools.cache
+def _listing() -> tuple[dict[str, Any], ...]:
+    """The subscribable topics and their versions: the shipped files never change while the gateway runs."""
     versions = published_versions(resources.files(PACKAGE))
     catalog = load_catalog()
-    listing: list[dict[str, Any]] = []
+    listing = []
     for topic in SUBSCRIBABLE_TOPICS:
-        record = EVENT_BY_TOPIC[topic].__name__
-        current = next(s for name, s in catalog.current.items() if name.rsplit(".", 1)[-1] == record)
+        event = EVENT_BY_TOPIC[topic]
+        current = catalog.current[event.schema_name()]
         listing.append(
             {
                 "topic": topic,
@@ -41,16 +44,18 @@ def _listing() -> list[dict[str, Any]]:
                 "fingerprint": current.fingerprint.hex(),
                 "versions": [
                     {"version": entry.number, "fingerprint": parse_schema_text(entry.data.decode()).fingerprint.hex()}
-                    for entry in versions.get(record, [])
+                    for entry in versions.get(event.__name__, [])
                 ],
             }
         )
-    return listing
+    return tuple(listing)
 
 
 async def list_schemas(request: web.Request) -> web.Response:
     """Every subscribable topic, its event, its current fingerprint and every published version's."""
-    return web.json_response({"topics": _listing(), "encoding": "avro-single-object", "fingerprint": "CRC-64-AVRO"})
+    return web.json_response(
+        {"topics": list(_listing()), "encoding": "avro-single-object", "fingerprint": "CRC-64-AVRO"}
+    )
 
 
 async def get_schema(request: web.Request) -> web.Response:
@@ -68,5 +73,6 @@ async def get_schema(request: web.Request) -> web.Response:
 
 def add_schema_routes(app: web.Application) -> None:
     """Serve the schema store on ``app``."""
+    _listing()  # read the files now, not on the event loop during a request
     app.router.add_get("/v1/schemas", list_schemas)
     app.router.add_get("/v1/schemas/{fingerprint}", get_schema)
