@@ -218,7 +218,11 @@ def open_original(source: bytes | Path, limits: Limits | None = None) -> Origina
 
 
 def compute(image: pyvips.Image, limits: Limits, write: Callable[[pyvips.Image], Any]) -> Any:
-    """Run ``write(image)`` with libvips' work cancelled once ``limits.max_decode_seconds`` pass.
+    """Run ``write(image)`` within ``limits.max_decode_seconds``.
+
+    libvips is asked to stop once the time is up, but it only looks between output chunks, and
+    a small thumbnail of a large original is a few chunks: the work may finish past the limit.
+    Its result is then refused all the same, so the limit means the same on every run.
 
     Args:
         image: A lazy libvips image.
@@ -242,14 +246,16 @@ def compute(image: pyvips.Image, limits: Limits, write: Callable[[pyvips.Image],
 
     image.set_progress(True)
     image.signal_connect("eval", on_eval)
+    too_slow = f"decoding took longer than {limits.max_decode_seconds:g} s"
     try:
-        return write(image)
+        result = write(image)
     except pyvips.Error as error:
         if timed_out:
-            raise ImageError(
-                FailureReason.CORRUPT, f"decoding took longer than {limits.max_decode_seconds:g} s"
-            ) from error
+            raise ImageError(FailureReason.CORRUPT, too_slow) from error
         raise ImageError(FailureReason.CORRUPT, f"the image data is damaged: {_vips_detail(error)}") from error
+    if time.monotonic() > deadline:
+        raise ImageError(FailureReason.CORRUPT, too_slow)
+    return result
 
 
 def _open_heif(source: bytes | Path, size: int, limits: Limits) -> Original:

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import pyvips
 
 from schemas.events import FailureReason
 from streams.imaging import (
@@ -15,6 +16,7 @@ from streams.imaging import (
     read_metadata,
     render,
 )
+from streams.imaging.original import compute
 from tests.streams.imaging.photos import (
     decompression_bomb_png,
     encode,
@@ -200,6 +202,22 @@ def test_attention_crop_respects_the_decode_time_limit(noisy_9mp_png):
     original = open_original(noisy_9mp_png, Limits(max_decode_seconds=0.015))
     with pytest.raises(ImageError, match="took longer than"):
         render(original, SQUARE)
+
+
+def test_work_that_ends_past_the_limit_is_refused_even_when_libvips_never_looked():
+    # libvips checks the clock between output chunks only; a write that never gives it a chance
+    # to stop must still be refused when it ends late, as a slow decode of few chunks would be.
+    def slow_write(image):
+        time.sleep(0.05)
+        return image.width
+
+    with pytest.raises(ImageError, match=r"took longer than 0\.01 s") as caught:
+        compute(pyvips.Image.black(8, 8), Limits(max_decode_seconds=0.01), slow_write)
+    assert caught.value.reason is FailureReason.CORRUPT
+
+
+def test_work_within_the_limit_returns_its_result():
+    assert compute(pyvips.Image.black(8, 8), Limits(max_decode_seconds=5), lambda image: image.avg()) == 0
 
 
 def test_truncated_heif_is_corrupt():
