@@ -140,6 +140,16 @@ def worker(loglevel: str | None) -> None:
 @click.option("--tags", help="Comma-separated tags for every file.")
 @click.option("--wait", is_flag=True, help="Wait until each upload is completed or failed, and show the results.")
 @click.option("--wait-timeout", default=600.0, show_default=True, help="Seconds --wait waits at most.")
+@click.option(
+    "--resumable",
+    is_flag=True,
+    help="Send through tus in 5 MB chunks; run the same command again after an interruption to go on.",
+)
+@click.option(
+    "--resume-state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where --resumable keeps the upload URLs [default: the user's cache dir].",
+)
 def upload(
     paths: tuple[Path, ...],
     api_key: str,
@@ -150,18 +160,22 @@ def upload(
     tags: str | None,
     wait: bool,
     wait_timeout: float,
+    resumable: bool,
+    resume_state: Path | None,
 ) -> None:
     """Upload PATHS (files, and folders recursively) to the gateway."""
     import time
 
     from rich.console import Console
 
+    from producers.tus_client import ResumeState, default_state_path
     from producers.upload import Uploader, collect, processed_summary, results_table, summary
 
     files = collect(paths)
     if not files:
         raise click.ClickException("no image files found")
-    uploader = Uploader(url, api_key, parallel=parallel, attempts=attempts, title=title, tags=tags)
+    state = ResumeState(resume_state or default_state_path()) if resumable else None
+    uploader = Uploader(url, api_key, parallel=parallel, attempts=attempts, title=title, tags=tags, resume_state=state)
     started = time.monotonic()
     outcomes = asyncio.run(uploader.upload(files))
     click.echo(summary(outcomes, time.monotonic() - started))

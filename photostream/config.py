@@ -178,6 +178,8 @@ class GatewaySettings(BaseSettings):
     # which a staged object or an unfinished multipart upload there is removed (see producers.staging_sweep).
     staging_sweep_seconds: float = Field(default=3600.0, ge=0)
     staging_max_age_seconds: float = Field(default=86400.0, gt=0)
+    # An unfinished tus upload expires this long after its last bytes (Upload-Expires); the sweep removes it.
+    tus_expiry_seconds: float = Field(default=86400.0, gt=0)
 
 
 class WorkerSettings(BaseSettings):

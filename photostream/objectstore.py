@@ -80,7 +80,11 @@ class ObjectMissing(StoreError):
     """The object (or bucket) does not exist."""
 
 
-class AlreadyExists(StoreError):
+class ConditionFailed(StoreError):
+    """A conditional write found the object other than the condition said (HTTP 412)."""
+
+
+class AlreadyExists(ConditionFailed):
     """A create-only write found the object already there."""
 
 
@@ -169,15 +173,17 @@ class Store(Protocol):
         *,
         content_type: str,
         if_none_match: bool = False,
+        if_match: str | None = None,
         cache_control: str | None = None,
         sha256: bytes | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> None:
-        """Store ``body`` at ``key``, replacing what is there.
+    ) -> str:
+        """Store ``body`` at ``key``, replacing what is there; returns the new object's ETag.
 
-        AlreadyExists with ``if_none_match`` when the key is taken; StoreError (not retriable)
-        when ``sha256`` is not the body's digest, and then nothing is stored. ``metadata`` keys
-        come back lowercase from ``head``.
+        AlreadyExists with ``if_none_match`` when the key is taken; ConditionFailed with ``if_match``
+        when the object's ETag is another (or there is none); StoreError (not retriable) when
+        ``sha256`` is not the body's digest, and then nothing is stored. ``metadata`` keys come
+        back lowercase from ``head``.
         """
         ...
 
@@ -216,12 +222,18 @@ class Store(Protocol):
         """Copy an object with its content type and metadata; ObjectMissing if the source is gone."""
         ...
 
-    async def put_json(self, key: str, record: dict[str, Any], *, if_none_match: bool = False) -> None:
-        """Store a small JSON record (AlreadyExists with ``if_none_match`` when the key is taken)."""
+    async def put_json(
+        self, key: str, record: dict[str, Any], *, if_none_match: bool = False, if_match: str | None = None
+    ) -> str:
+        """Store a small JSON record; returns its ETag (conditions as for ``put``)."""
         ...
 
     async def get_json(self, key: str) -> dict[str, Any]:
         """Read a small JSON record; ObjectMissing if there is none."""
+        ...
+
+    async def get_json_versioned(self, key: str) -> tuple[dict[str, Any], str]:
+        """Read a small JSON record and its ETag, for a later ``put_json(if_match=...)``."""
         ...
 
     async def count(self, prefix: str) -> int:
@@ -285,17 +297,19 @@ class ObjectStore(Store):
         *,
         content_type: str,
         if_none_match: bool = False,
+        if_match: str | None = None,
         cache_control: str | None = None,
         sha256: bytes | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> None:
-        """Store ``body`` at ``key``.
+    ) -> str:
+        """Store ``body`` at ``key``; returns its ETag.
 
         Args:
             key: The object key.
             body: The bytes.
             content_type: Its media type.
             if_none_match: Fail with AlreadyExists if the key is taken.
+            if_match: Fail with ConditionFailed unless the object there has this ETag.
             cache_control: The Cache-Control header to store with it.
             sha256: The body's SHA-256 digest: the server refuses the write if the bytes it got differ.
             metadata: User metadata (``x-amz-meta-*``), short ASCII strings.
@@ -307,9 +321,15 @@ class ObjectStore(Store):
             extra["ChecksumSHA256"] = base64.b64encode(sha256).decode()
         if metadata:
             extra["Metadata"] = metadata
-        await self._call(
-            self._client.put_object, Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra
-        )
+        if if_match is not None:
+            extra["IfMatch"] = if_match
+        try:
+            answer = await self._call(
+                self._client.put_object, Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra
+            )
+        except ObjectMissing as exc:  # some servers answer If-Match on a missing key with 404
+            raise ConditionFailed(str(exc)) from exc
+        return str(answer["ETag"])
 
     async def head(self, key: str) -> tuple[int, dict[str, str]]:
         """Return an object's size and user metadata; ObjectMissing if there is none."""
@@ -393,14 +413,28 @@ class ObjectStore(Store):
             self._client.copy_object, Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key}
         )
 
-    async def put_json(self, key: str, record: dict[str, Any], *, if_none_match: bool = False) -> None:
-        """Store a small JSON record."""
-        body = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
-        await self.put(key, body, content_type="application/json", if_none_match=if_none_match)
+    async def put_json(
+        self, key: str, record: dict[str, Any], *, if_none_match: bool = False, if_match: str | None = None
+    ) -> str:
+        """Store a small JSON record; returns its ETag."""
+        body = _json_bytes(record)
+        return await self.put(
+            key, body, content_type="application/json", if_none_match=if_none_match, if_match=if_match
+        )
 
     async def get_json(self, key: str) -> dict[str, Any]:
         """Read a small JSON record; ObjectMissing if there is none."""
         return json.loads(await self.get(key))
+
+    async def get_json_versioned(self, key: str) -> tuple[dict[str, Any], str]:
+        """Read a small JSON record and its ETag; ObjectMissing if there is none."""
+
+        def read() -> tuple[bytes, str]:
+            answer = self._client.get_object(Bucket=self.bucket, Key=key)
+            return answer["Body"].read(), str(answer["ETag"])
+
+        body, etag = await self._call(read)
+        return json.loads(body), etag
 
     async def count(self, prefix: str) -> int:
         """Count the objects under ``prefix``."""
@@ -474,6 +508,10 @@ class _OpenUpload:
     content_type: str
     parts: dict[int, bytes] = field(default_factory=dict)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def _json_bytes(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
 
 
 def _etag(body: bytes) -> str:
@@ -571,10 +609,11 @@ class MemoryObjectStore(Store):
         *,
         content_type: str,
         if_none_match: bool = False,
+        if_match: str | None = None,
         cache_control: str | None = None,
         sha256: bytes | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> None:
+    ) -> str:
         """Store a copy of ``body`` at ``key`` (see ``Store.put``)."""
         await self._enter("put")
         data = bytes(body)
@@ -582,8 +621,11 @@ class MemoryObjectStore(Store):
             raise StoreError("S3 refused: 400 BadDigest")
         if if_none_match and key in self._objects:
             raise AlreadyExists("PreconditionFailed")
+        if if_match is not None and (key not in self._objects or _etag(self._objects[key].body) != if_match):
+            raise ConditionFailed("PreconditionFailed")
         lowered = {name.lower(): value for name, value in (metadata or {}).items()}
         self._objects[key] = StoredObject(data, content_type, cache_control, lowered, sha256)
+        return _etag(data)
 
     async def head(self, key: str) -> tuple[int, dict[str, str]]:
         """Return an object's size and user metadata; ObjectMissing if there is none."""
@@ -639,15 +681,24 @@ class MemoryObjectStore(Store):
         await self._enter("copy")
         self._objects[key] = replace(self._object(source_key), written=datetime.now(UTC))
 
-    async def put_json(self, key: str, record: dict[str, Any], *, if_none_match: bool = False) -> None:
-        """Store a small JSON record, encoded as the S3 adapter encodes it."""
-        body = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
-        await self.put(key, body, content_type="application/json", if_none_match=if_none_match)
+    async def put_json(
+        self, key: str, record: dict[str, Any], *, if_none_match: bool = False, if_match: str | None = None
+    ) -> str:
+        """Store a small JSON record, encoded as the S3 adapter encodes it; returns its ETag."""
+        body = _json_bytes(record)
+        return await self.put(
+            key, body, content_type="application/json", if_none_match=if_none_match, if_match=if_match
+        )
 
     async def get_json(self, key: str) -> dict[str, Any]:
         """Read a small JSON record; ObjectMissing if there is none."""
         record: dict[str, Any] = json.loads(await self.get(key))
         return record
+
+    async def get_json_versioned(self, key: str) -> tuple[dict[str, Any], str]:
+        """Read a small JSON record and its ETag; ObjectMissing if there is none."""
+        body = await self.get(key)
+        return json.loads(body), _etag(body)
 
     async def count(self, prefix: str) -> int:
         """Count the objects under ``prefix``."""

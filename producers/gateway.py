@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +37,7 @@ from photostream.objectstore import Store, StoreError, StoreUnavailable
 from photostream.warehouse import WarehouseError
 from producers import problems
 from producers.dashboard import Dashboard
+from producers.fields import clean_filename, parse_tags, parse_title
 from producers.ingest import OriginalWriter, RejectedFile, StagedOriginal, stage
 from producers.keys import KeyStore
 from producers.ledger import UploadLedger, UploadRecord, original_key, pending_key, staging_key, upload_id_for
@@ -46,17 +47,29 @@ from producers.schema_routes import add_schema_routes
 from producers.staging_sweep import sweep_forever
 from producers.status import Progress, StatusSource
 from producers.throttle import FailureLimiter
+from producers.tus import TusUploads, sweep_expired
 from schemas.events import UploadReceived
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
 MAX_FIELD_BYTES = 4096
-MAX_FILENAME_CHARS = 255
 # A request may carry this many times the files it may upload (the rest are answered one by one
 # with 413), plus a few other parts (title, tags, clients' extras); beyond that it is refused whole.
 PART_LIMIT_FACTOR = 10
 MAX_OTHER_PARTS = 16
+
+
+class Committable(Protocol):
+    """A received original waiting for its key: stored there by ``commit``, or dropped by ``abort``."""
+
+    async def commit(self, key: str) -> None:
+        """Make the bytes durable and visible at ``key``."""
+        ...
+
+    async def abort(self) -> None:
+        """Drop the bytes (best effort)."""
+        ...
 
 
 class UploadEvents(Protocol):
@@ -104,7 +117,7 @@ class _Accepted:
 
 
 @dataclass
-class _Batch:
+class Batch:
     """Everything learned while reading one multipart request."""
 
     photographer_id: str
@@ -115,13 +128,6 @@ class _Batch:
     quota_retry_after: int | None = None
     title: str | None = None
     tags: list[str] = field(default_factory=list)
-
-
-def clean_filename(raw: str | None) -> str:
-    """The client's filename as data: no path, no control characters, bounded length."""
-    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    return name.strip()[:MAX_FILENAME_CHARS] or "unnamed"
 
 
 def _status_url(upload_id: str) -> str:
@@ -147,7 +153,8 @@ class Gateway:
 
     # -- authentication -------------------------------------------------------------
 
-    async def _photographer(self, request: web.Request) -> str:
+    async def photographer(self, request: web.Request) -> str:
+        """The photographer whose API key the request carries; 401 (or 429 after many failures) otherwise."""
         api_key = bearer_token(request)
         wait = self.auth_failures.retry_after(request.remote)
         if wait is not None:
@@ -173,11 +180,12 @@ class Gateway:
 
     async def create_uploads(self, request: web.Request) -> web.Response:
         """Accept one or more files; see the module docstring."""
-        photographer_id = await self._photographer(request)
+        photographer_id = await self.photographer(request)
         with upload_context(photographer_id=photographer_id):
             return await self._create_uploads(request, photographer_id)
 
-    async def _create_uploads(self, request: web.Request, photographer_id: str) -> web.Response:
+    async def refuse_over_quota(self, photographer_id: str) -> None:
+        """Raise 429 when the photographer has used every upload of the day."""
         now = datetime.now(UTC)
         if await self.services.ledger.accepted_today(photographer_id, now) >= self.settings.daily_quota:
             self.metrics.rejections.labels("quota").inc()
@@ -185,6 +193,9 @@ class Gateway:
                 f"{photographer_id} reached the daily quota of {self.settings.daily_quota} uploads",
                 _seconds_to_midnight(now),
             )
+
+    async def _create_uploads(self, request: web.Request, photographer_id: str) -> web.Response:
+        await self.refuse_over_quota(photographer_id)
         if not request.content_type.startswith("multipart/form-data"):
             raise problems.bad_request("the body must be multipart/form-data with one or more `file` parts")
         try:
@@ -192,7 +203,7 @@ class Gateway:
         except (ValueError, AssertionError) as exc:
             raise problems.bad_request(f"malformed multipart body: {exc}") from exc
 
-        batch = _Batch(photographer_id)
+        batch = Batch(photographer_id)
         try:
             await self._read_parts(reader, batch)
         except ValueError as exc:  # aiohttp's multipart parser on a broken body
@@ -203,14 +214,37 @@ class Gateway:
             raise
         if not batch.results:
             raise problems.bad_request("no `file` part in the request")
-        try:
-            await self._publish(batch)
-        except BaseException:
-            self._release(batch)
-            raise
+        await self._publish(batch)
         return self._batch_response(batch)
 
-    async def _read_parts(self, reader: MultipartReader, batch: _Batch) -> None:
+    async def accept_one(
+        self,
+        photographer_id: str,
+        staged: StagedOriginal,
+        original: Committable,
+        *,
+        raw_name: str | None,
+        received_at: datetime,
+        title: str | None = None,
+        tags: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Admit and publish one file received some other way than a POST (tus).
+
+        Returns:
+            Its entry as ``POST /v1/uploads`` lists it (``upload_id``, ``status_url``, ``existing``).
+
+        Raises:
+            ProblemError: It was refused (the daily quota), as a POST of it would answer.
+        """
+        batch = Batch(photographer_id, title=title, tags=tags or [])
+        await self.admit(batch, staged, original, raw_name=raw_name, received_at=received_at)
+        await self._publish(batch)
+        if batch.rejected:
+            headers = {"Retry-After": str(batch.quota_retry_after)} if batch.quota_retry_after else None
+            raise problems.ProblemError(batch.rejected[0], headers)
+        return batch.results[0]
+
+    async def _read_parts(self, reader: MultipartReader, batch: Batch) -> None:
         files = parts = 0
         while True:
             part = await self._with_timeout(reader.next())
@@ -235,10 +269,9 @@ class Gateway:
                     continue
                 await self._receive_file(part, batch)
             elif part.name == "title":
-                batch.title = (await self._read_field(part)).strip() or None
+                batch.title = parse_title(await self._read_field(part))
             elif part.name == "tags":
-                raw = await self._read_field(part)
-                batch.tags = [tag.strip() for tag in raw.split(",") if tag.strip()][:50]
+                batch.tags = parse_tags(await self._read_field(part))
             else:
                 await self._drain(part)
 
@@ -270,22 +303,30 @@ class Gateway:
                 raise problems.bad_request(f"the `{part.name}` field is over {MAX_FIELD_BYTES} bytes")
         return data.decode("utf-8", errors="replace")
 
-    async def _quota_used_up(self, batch: _Batch) -> bool:
+    async def _quota_used_up(self, batch: Batch) -> bool:
         used = await self.services.ledger.accepted_today(batch.photographer_id, datetime.now(UTC))
         return used >= self.settings.daily_quota
 
-    def _reject_over_quota(self, batch: _Batch, raw_name: str | None) -> None:
+    def _reject_over_quota(self, batch: Batch, raw_name: str | None) -> None:
         batch.quota_retry_after = _seconds_to_midnight(datetime.now(UTC))
         problem = problems.over_quota(clean_filename(raw_name), batch.photographer_id, self.settings.daily_quota)
         self._reject(batch, raw_name, problem)
 
-    def _reject(self, batch: _Batch, raw_name: str | None, problem: problems.Problem) -> None:
+    def _reject(self, batch: Batch, raw_name: str | None, problem: problems.Problem) -> None:
         self.metrics.files.labels("rejected").inc()
         self.metrics.rejections.labels(problem.code).inc()
         batch.rejected.append(problem)
         batch.results.append({"filename": clean_filename(raw_name), "status": "rejected", "problem": problem.to_dict()})
 
-    async def _receive_file(self, part: BodyPartReader, batch: _Batch) -> None:
+    def rejection_problem(self, rejection: RejectedFile, filename: str) -> problems.Problem:
+        """The problem that answers a file refused for its bytes."""
+        return {
+            "too_large": problems.file_too_large(filename, self.settings.max_file_bytes),
+            "unsupported": problems.unsupported_media(filename),
+            "empty": problems.empty_file(filename),
+        }[rejection.reason]
+
+    async def _receive_file(self, part: BodyPartReader, batch: Batch) -> None:
         filename = clean_filename(part.filename)
         received_at = datetime.now(UTC)
         staging = staging_key(batch.photographer_id, uuid.uuid4().hex)
@@ -296,21 +337,32 @@ class Gateway:
             staged = await stage(writer, self._chunks(part))
         except RejectedFile as rejection:
             await self._drain(part)
-            problem = {
-                "too_large": problems.file_too_large(filename, self.settings.max_file_bytes),
-                "unsupported": problems.unsupported_media(filename),
-                "empty": problems.empty_file(filename),
-            }[rejection.reason]
-            self._reject(batch, part.filename, problem)
+            self._reject(batch, part.filename, self.rejection_problem(rejection, filename))
             return
+        await self.admit(batch, staged, writer, raw_name=part.filename, received_at=received_at)
 
+    async def admit(
+        self,
+        batch: Batch,
+        staged: StagedOriginal,
+        original: Committable,
+        *,
+        raw_name: str | None,
+        received_at: datetime,
+    ) -> None:
+        """Take a fully received file into ``batch``: answer the existing image, refuse it, or store it.
+
+        Every way in (a multipart POST, a finished tus upload) comes through here, so the same
+        content gets the same ``upload_id``, quota and answer whichever way it came.
+        """
+        filename = clean_filename(raw_name)
         upload_id = upload_id_for(batch.photographer_id, staged.sha256)
         with upload_context(upload_id=upload_id):
             twin = next((item for item in batch.accepted if item.upload_id == upload_id), None)
             existing = twin is None and await self.services.ledger.find(upload_id)
             if twin or existing:
                 # The same photo again: answer with the image that exists, store nothing new.
-                await writer.abort()
+                await original.abort()
                 self.metrics.files.labels("duplicate").inc()
                 log.info("%s (%d bytes) was uploaded before: nothing new stored", filename, staged.size)
                 batch.results.append(
@@ -326,11 +378,11 @@ class Gateway:
             quota = self.settings.daily_quota
             if not await self.services.ledger.reserve(batch.photographer_id, upload_id, received_at, quota):
                 # Another request took the last slot while this file was arriving.
-                await writer.abort()
-                self._reject_over_quota(batch, part.filename)
+                await original.abort()
+                self._reject_over_quota(batch, raw_name)
                 return
             try:
-                await self._store_original(writer, batch.photographer_id, upload_id)
+                await self._store_original(original, batch.photographer_id, upload_id)
             except BaseException:
                 self.services.ledger.release(batch.photographer_id, upload_id, received_at)
                 raise
@@ -341,18 +393,18 @@ class Gateway:
                 {"upload_id": upload_id, "filename": filename, "status": "queued", "status_url": _status_url(upload_id)}
             )
 
-    def _release(self, batch: _Batch) -> None:
+    def _release(self, batch: Batch) -> None:
         """Give back the quota slots of files that will not be saved."""
         for item in batch.accepted:
             self.services.ledger.release(batch.photographer_id, item.upload_id, item.received_at)
 
-    async def _abandon(self, batch: _Batch) -> None:
+    async def _abandon(self, batch: Batch) -> None:
         """The request failed midway: delete originals that no event will ever refer to."""
         self._release(batch)
         for item in batch.accepted:
             await self._discard(batch.photographer_id, item.upload_id)
 
-    async def _store_original(self, writer: OriginalWriter, photographer_id: str, upload_id: str) -> None:
+    async def _store_original(self, original: Committable, photographer_id: str, upload_id: str) -> None:
         """Commit the original at its key (the same for every attempt at this photo); on failure, discard it.
 
         Its pending marker goes first: a gateway killed before the upload is acknowledged or discarded leaves
@@ -362,7 +414,7 @@ class Gateway:
 
         async def mark_then_commit() -> None:
             await self.services.store.put(pending_key(photographer_id, upload_id), b"", content_type="text/plain")
-            await writer.commit(key)
+            await original.commit(key)
 
         try:
             await self.originals.store(upload_id, mark_then_commit)
@@ -401,7 +453,15 @@ class Gateway:
                 # A retry of the same photo writes the same key, so this is not stored twice.
                 log.warning("could not delete original %s of an unpublished upload: %s", key, exc)
 
-    async def _publish(self, batch: _Batch) -> None:
+    async def _publish(self, batch: Batch) -> None:
+        """Publish the events of the originals ``batch`` stored; on failure their quota slots are given back."""
+        try:
+            await self._publish_events(batch)
+        except BaseException:
+            self._release(batch)
+            raise
+
+    async def _publish_events(self, batch: Batch) -> None:
         # Built once: the event is what Kafka gets, and the ledger's record is read off it.
         events = [
             UploadReceived(
@@ -450,7 +510,7 @@ class Gateway:
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    def _batch_response(self, batch: _Batch) -> web.Response:
+    def _batch_response(self, batch: Batch) -> web.Response:
         body: dict[str, Any] = {"uploads": batch.results}
         if not batch.rejected:
             return web.json_response(body, status=202)
@@ -471,7 +531,7 @@ class Gateway:
 
     async def get_upload(self, request: web.Request) -> web.Response:
         """The upload's status; another photographer's upload is a 404 like a missing one."""
-        photographer_id = await self._photographer(request)
+        photographer_id = await self.photographer(request)
         raw_id = request.match_info["upload_id"]
         try:
             upload_id = str(uuid.UUID(raw_id))
@@ -594,6 +654,7 @@ def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMe
     if services.dashboard is not None:
         app.router.add_get("/dashboard", services.dashboard.page)
         app.router.add_get("/dashboard/data", services.dashboard.data_json)
+    TusUploads(gateway).add_routes(app)
     add_schema_routes(app)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
@@ -615,6 +676,7 @@ def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMe
                 every=settings.staging_sweep_seconds,
                 older_than=older_than,
                 acknowledged=gateway.acknowledged,
+                also=functools.partial(sweep_expired, services.store, older_than=older_than),
             )
         )
         yield

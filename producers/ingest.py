@@ -81,7 +81,7 @@ class OriginalWriter:
         if not self._content_type:
             if len(self._buffer) < SNIFF_BYTES:
                 return
-            self._content_type = _content_type(bytes(self._buffer[:SNIFF_BYTES]))
+            self._content_type = content_type_of(bytes(self._buffer[:SNIFF_BYTES]))
         if len(self._buffer) >= self._part_bytes:
             await self._flush_part()
 
@@ -90,7 +90,7 @@ class OriginalWriter:
         if self._size == 0:
             raise RejectedFile("empty")
         if not self._content_type:
-            self._content_type = _content_type(bytes(self._buffer))
+            self._content_type = content_type_of(bytes(self._buffer))
         if self._multipart is not None and self._buffer:
             await self._flush_part()
         elif self._multipart is None:
@@ -129,7 +129,8 @@ class OriginalWriter:
             self._multipart = None
 
 
-def _content_type(head: bytes) -> str:
+def content_type_of(head: bytes) -> str:
+    """The media type the first bytes show; RejectedFile("unsupported") for anything but an accepted image."""
     fmt = sniff(head)
     if fmt is None:
         raise RejectedFile("unsupported")

@@ -77,9 +77,27 @@ async def sweep(
     return Swept(objects, uploads, orphans)
 
 
-async def sweep_forever(store: Store, *, every: float, older_than: timedelta, acknowledged: Acknowledged) -> None:
-    """Sweep the staging area every ``every`` seconds until cancelled; a store that fails is tried next time."""
+async def sweep_forever(
+    store: Store,
+    *,
+    every: float,
+    older_than: timedelta,
+    acknowledged: Acknowledged,
+    also: Callable[[], Awaitable[int]] | None = None,
+) -> None:
+    """Sweep the staging area every ``every`` seconds until cancelled; a store that fails is tried next time.
+
+    ``also`` is another sweep run each time (the expired tus uploads); it returns how many it removed.
+    """
     while True:
+        if also is not None:
+            try:
+                removed = await also()
+            except StoreError as exc:
+                log.warning("could not sweep expired resumable uploads: %s", exc)
+            else:
+                if removed:
+                    log.info("swept %d expired resumable uploads", removed)
         try:
             swept = await sweep(store, older_than=older_than, acknowledged=acknowledged)
         except StoreError as exc:

@@ -31,6 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from photostream import media
+from producers.tus_client import ResumableSender, ResumeState, TusRefused
 
 # What a folder walk picks up; files named on the command line are sent whatever their name.
 IMAGE_SUFFIXES = frozenset(f".{ext}" for fmt in media.ACCEPTED for ext in fmt.extensions)
@@ -94,14 +95,20 @@ class Uploader:
         title: str | None = None,
         tags: str | None = None,
         console: Console | None = None,
+        resume_state: ResumeState | None = None,
     ) -> None:
-        """Create the uploader; ``attempts`` bounds the tries per file (retries on 429/503/network)."""
+        """Create the uploader; ``attempts`` bounds the tries per file (retries on 429/503/network).
+
+        With ``resume_state`` every file goes through tus (``/v1/tus/``), in chunks, and an
+        interrupted one (this run's earlier try, or an earlier run) goes on from the server's offset.
+        """
         self._url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._parallel = parallel
         self._attempts = attempts
         self._title = title
         self._tags = tags
+        self._resume_state = resume_state
         self.console = console or Console(stderr=True)
 
     async def upload(self, files: Sequence[Path]) -> list[Outcome]:
@@ -109,9 +116,9 @@ class Uploader:
         sizes = [file.stat().st_size for file in files]
         limit = asyncio.Semaphore(self._parallel)
         columns = (
-            TextColumn("[bold]uploading"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
-            TextColumn("{task.fields[files]} files"),
+            TextColumn("{task.fields[files]}"),
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
@@ -119,7 +126,7 @@ class Uploader:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
         with Progress(*columns, console=self.console, transient=False) as progress:
             done = 0
-            task = progress.add_task("upload", total=sum(sizes), files=f"0/{len(files)}")
+            task = progress.add_task("uploading", total=sum(sizes), files=f"0/{len(files)} files")
             async with aiohttp.ClientSession(timeout=timeout, headers=self._headers) as session:
 
                 async def one(path: Path, size: int) -> Outcome:
@@ -127,7 +134,7 @@ class Uploader:
                     async with limit:
                         outcome = await self._upload_one(session, path, size, progress, task)
                     done += 1
-                    progress.update(task, files=f"{done}/{len(files)}")
+                    progress.update(task, files=f"{done}/{len(files)} files")
                     return outcome
 
                 return list(await asyncio.gather(*(one(path, size) for path, size in zip(files, sizes, strict=True))))
@@ -162,18 +169,33 @@ class Uploader:
         self, session: aiohttp.ClientSession, path: Path, size: int, progress: Progress, task: TaskID
     ) -> Outcome:
         sent = 0
+        # Each file in flight has its own row under the total, gone once the file is.
+        row = progress.add_task(path.name, total=size, files="")
+
+        def reached(offset: int) -> None:
+            nonlocal sent
+            progress.advance(task, offset - sent)
+            progress.update(row, completed=offset)
+            sent = offset
+
+        async def resumable_attempt(state: ResumeState) -> dict[str, Any]:
+            sender = ResumableSender(session, self._url, state, title=self._title, tags=self._tags)
+            try:
+                return {"uploads": [await sender.send(path, reached)]}
+            except TusRefused as refused:
+                if refused.retriable:
+                    raise RetryLater(str(refused), _retry_after(refused.retry_after)) from refused
+                return refused.body
+            except (TimeoutError, aiohttp.ClientConnectionError) as error:
+                raise RetryLater(f"connection: {error!r}") from error
 
         async def attempt() -> dict[str, Any]:
-            nonlocal sent
-            progress.advance(task, -sent)  # a retry sends the file again
-            sent = 0
+            reached(0)  # a retry sends the file again
 
             async def chunks() -> AsyncIterator[bytes]:
-                nonlocal sent
                 with path.open("rb") as handle:
                     while chunk := await asyncio.to_thread(handle.read, _CHUNK):
-                        sent += len(chunk)
-                        progress.advance(task, len(chunk))
+                        reached(sent + len(chunk))
                         yield chunk
 
             form = aiohttp.FormData(quote_fields=False)
@@ -199,11 +221,15 @@ class Uploader:
             reraise=True,
         )
         try:
-            body: dict[str, Any] = await retrying(attempt)
+            if self._resume_state is not None:
+                body: dict[str, Any] = await retrying(resumable_attempt, self._resume_state)
+            else:
+                body = await retrying(attempt)
         except RetryLater as error:
-            progress.advance(task, size - sent)
             return Outcome(path, size, "error", detail=f"gave up after {self._attempts} tries: {error}")
-        progress.advance(task, size - sent)
+        finally:
+            progress.advance(task, size - sent)
+            progress.remove_task(row)
         return _outcome(path, size, body)
 
 

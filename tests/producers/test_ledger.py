@@ -1,4 +1,4 @@
-from producers.gateway import clean_filename
+from producers.fields import clean_filename
 from producers.ledger import original_key, staging_key, upload_id_for
 
 

@@ -1,0 +1,616 @@
+"""Resumable uploads: tus 1.0.0 (https://tus.io/protocols/resumable-upload) at ``/v1/tus/``.
+
+    OPTIONS /v1/tus/        what the server speaks (no key needed)
+    POST    /v1/tus/        create an upload of ``Upload-Length`` bytes (with its first bytes, optionally)
+    HEAD    /v1/tus/{id}    how many bytes the server has
+    PATCH   /v1/tus/{id}    the next bytes, from ``Upload-Offset``
+    DELETE  /v1/tus/{id}    give up an upload
+
+Extensions: creation, creation-with-upload, termination, checksum, expiration. A client whose
+connection drops asks the offset with HEAD and goes on from there, on any gateway instance:
+the state lives in the bucket, under ``tus/<photographer>/``::
+
+    <tus id>.info                 the upload's state (JSON); replaced only if its ETag is unchanged
+    <tus id>                      an S3 multipart upload of the full parts so far, at the end the file
+    <tus id>.tail-<start>-<size>  the bytes past the last full part
+
+S3 parts, all but the last, must be 5 MiB or more, and tus chunks may be any size, so the bytes
+past the last full part wait in a tail object, read back and completed by the next PATCH (as
+tusd's S3 store does). A PATCH writes its parts and its new tail, then replaces the state with
+``If-Match``: of two instances that raced on one upload, the later one gets 409 and the client
+asks the offset again. Parts are numbered by offset, so the racers wrote the same bytes into a
+part.
+
+When the last byte arrives, the parts become one object, read back once for its SHA-256 and its
+type, and the file goes where a POSTed one goes (``Gateway.accept_one``): the same ``upload_id``
+for the same content, the quota, ``UploadReceived``. If that fails (Kafka down), the state stays
+complete and the next HEAD or PATCH tries again: a tus client that finds every byte there asks
+nothing more. The state of a finished upload stays until it expires, so a client that lost the
+final answer learns its ``upload_id`` from HEAD. Unfinished uploads expire ``tus_expiry_seconds``
+after their last bytes (``Upload-Expires``); the gateway's sweep removes them and their parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from photostream.logs import upload_context
+from photostream.media import SNIFF_BYTES
+from photostream.objectstore import ConditionFailed, MultipartUpload, ObjectMissing, Store, StoreError
+from producers import problems
+from producers.fields import clean_filename, parse_tags, parse_title
+from producers.ingest import RejectedFile, StagedOriginal, content_type_of
+
+if TYPE_CHECKING:
+    from producers.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+TUS_VERSION = "1.0.0"
+EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "expiration")
+CHECKSUMS: dict[str, Callable[[], Any]] = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
+OFFSET_OCTET_STREAM = "application/offset+octet-stream"
+TUS_PREFIX = "tus/"
+ROUTE = "/v1/tus/"
+_CHUNK_BYTES = 256 * 1024
+_TUS_ID = re.compile(r"[0-9a-f]{32}")
+# A PATCH for an upload that another request of this process is writing waits this long for it.
+_LOCK_WAIT_SECONDS = 5.0
+
+
+def _key(photographer_id: str, tus_id: str) -> str:
+    return f"{TUS_PREFIX}{photographer_id}/{tus_id}"
+
+
+@dataclass(frozen=True)
+class TusUpload:
+    """One tus upload's state, as stored in its ``.info`` object.
+
+    Attributes:
+        parts: The multipart upload's parts so far (``PartNumber``, ``ETag``), each ``part_bytes`` long.
+        tail_key: The object with the bytes past the last part; None when there are none.
+        upload_id: Set once the finished file was accepted: the image's id.
+        existing: Whether that image existed before this upload.
+    """
+
+    tus_id: str
+    photographer_id: str
+    length: int
+    offset: int
+    metadata: str
+    created_at: str
+    expires_at: str
+    multipart_id: str
+    part_bytes: int
+    parts: tuple[dict[str, Any], ...] = ()
+    tail_key: str | None = None
+    upload_id: str | None = None
+    existing: bool = False
+
+    @property
+    def key(self) -> str:
+        """Where the parts, then the whole file, are stored."""
+        return _key(self.photographer_id, self.tus_id)
+
+    @property
+    def info_key(self) -> str:
+        """Where this state is stored."""
+        return f"{self.key}.info"
+
+    @property
+    def multipart(self) -> MultipartUpload:
+        """The S3 multipart upload holding the full parts."""
+        return MultipartUpload(self.key, self.multipart_id, self.parts)
+
+    @property
+    def parts_end(self) -> int:
+        """The offset where the last full part ends and the tail starts."""
+        return len(self.parts) * self.part_bytes
+
+    @property
+    def complete(self) -> bool:
+        """Every byte is here."""
+        return self.offset == self.length
+
+    def expired(self, now: datetime) -> bool:
+        """Past its expiry (a finished upload's state only lingers to answer HEAD)."""
+        return datetime.fromisoformat(self.expires_at) <= now
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form."""
+        return {**asdict(self), "parts": list(self.parts)}
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> TusUpload:
+        """Read the stored form."""
+        return cls(**{**record, "parts": tuple(record["parts"])})
+
+
+def parse_metadata(header: str | None) -> dict[str, str]:
+    """``Upload-Metadata``: comma-separated ``key base64value`` pairs (a key may have no value).
+
+    Raises:
+        ProblemError: 400 for a pair that is not ``key`` or ``key base64``.
+    """
+    metadata: dict[str, str] = {}
+    for pair in (header or "").split(","):
+        if not pair.strip():
+            continue
+        key, _, encoded = pair.strip().partition(" ")
+        try:
+            value = base64.b64decode(encoded.strip(), validate=True).decode("utf-8") if encoded.strip() else ""
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise problems.bad_request(f"Upload-Metadata: {key!r} is not base64 of UTF-8 text") from exc
+        metadata[key] = value
+    return metadata
+
+
+def _http_date(moment: str) -> str:
+    return format_datetime(datetime.fromisoformat(moment), usegmt=True)
+
+
+def _integer_header(request: web.Request, name: str) -> int:
+    raw = request.headers.get(name)
+    if raw is None or not raw.isdigit():
+        raise problems.bad_request(f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+class _Locks:
+    """One asyncio lock per tus upload in this process; forgotten when nobody holds or waits."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, tus_id: str, wait: float) -> AsyncIterator[None]:
+        lock, users = self._locks.get(tus_id, (asyncio.Lock(), 0))
+        self._locks[tus_id] = (lock, users + 1)
+        try:
+            try:
+                async with asyncio.timeout(wait):
+                    await lock.acquire()
+            except TimeoutError:
+                raise problems.ProblemError(
+                    problems.Problem("upload-locked", 423, "Upload in use", "another request is writing this upload")
+                ) from None
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            lock, users = self._locks[tus_id]
+            if users == 1:
+                del self._locks[tus_id]
+            else:
+                self._locks[tus_id] = (lock, users - 1)
+
+
+class _Checksum:
+    """``Upload-Checksum: <algorithm> <base64 digest>`` of one PATCH's body."""
+
+    def __init__(self, header: str | None) -> None:
+        self._hash: Any = None
+        self._expected = b""
+        if header is None:
+            return
+        algorithm, _, encoded = header.strip().partition(" ")
+        if algorithm not in CHECKSUMS:
+            raise problems.bad_request(f"Upload-Checksum: {algorithm!r} is not one of {', '.join(CHECKSUMS)}")
+        try:
+            self._expected = base64.b64decode(encoded.strip(), validate=True)
+        except binascii.Error as exc:
+            raise problems.bad_request("Upload-Checksum: the digest is not base64") from exc
+        self._hash = CHECKSUMS[algorithm]()
+
+    @property
+    def given(self) -> bool:
+        return self._hash is not None
+
+    def update(self, chunk: bytes) -> None:
+        if self._hash is not None:
+            self._hash.update(chunk)
+
+    def matches(self) -> bool:
+        return self._hash is None or self._hash.digest() == self._expected
+
+
+class _BodyEnded(Exception):
+    """The client's body stopped early (dropped connection, or a pause past the read timeout)."""
+
+
+class TusUploads:
+    """The tus handlers, bound to the gateway whose authentication and admission they use."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        """Use ``gateway``'s settings, store and admission."""
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.store: Store = gateway.services.store
+        self._locks = _Locks()
+
+    def add_routes(self, app: web.Application) -> None:
+        """Serve the tus endpoints on ``app``."""
+        app.router.add_route("OPTIONS", ROUTE, self.options)
+        app.router.add_post(ROUTE, self.create)
+        app.router.add_route("OPTIONS", ROUTE + "{tus_id}", self.options)
+        app.router.add_route("HEAD", ROUTE + "{tus_id}", self.head)
+        app.router.add_patch(ROUTE + "{tus_id}", self.patch)
+        app.router.add_delete(ROUTE + "{tus_id}", self.terminate)
+        app.on_response_prepare.append(_tus_headers)
+
+    # -- the protocol's requests ----------------------------------------------------------
+
+    async def options(self, request: web.Request) -> web.Response:
+        """What this server speaks; tus clients and browsers ask before anything else."""
+        return web.Response(
+            status=204,
+            headers={
+                "Tus-Version": TUS_VERSION,
+                "Tus-Extension": ",".join(EXTENSIONS),
+                "Tus-Max-Size": str(self.settings.max_file_bytes),
+                "Tus-Checksum-Algorithm": ",".join(CHECKSUMS),
+            },
+        )
+
+    async def create(self, request: web.Request) -> web.Response:
+        """Start an upload of ``Upload-Length`` bytes; a body with it is its first bytes."""
+        _require_tus(request)
+        photographer_id = await self.gateway.photographer(request)
+        with upload_context(photographer_id=photographer_id):
+            if "Upload-Defer-Length" in request.headers:
+                raise problems.bad_request("Upload-Defer-Length is not supported: send Upload-Length")
+            length = _integer_header(request, "Upload-Length")
+            metadata_header = request.headers.get("Upload-Metadata", "")
+            filename = _filename(parse_metadata(metadata_header))
+            if length == 0:
+                raise problems.ProblemError(problems.empty_file(filename))
+            if length > self.settings.max_file_bytes:
+                raise problems.ProblemError(problems.file_too_large(filename, self.settings.max_file_bytes))
+            await self.gateway.refuse_over_quota(photographer_id)
+            tus_id = uuid.uuid4().hex
+            multipart = await self.store.start_multipart(
+                _key(photographer_id, tus_id), content_type="application/octet-stream"
+            )
+            now = datetime.now(UTC)
+            upload = TusUpload(
+                tus_id=tus_id,
+                photographer_id=photographer_id,
+                length=length,
+                offset=0,
+                metadata=metadata_header,
+                created_at=now.isoformat(),
+                expires_at=self._expiry(now),
+                multipart_id=multipart.upload_id,
+                part_bytes=self.settings.part_bytes,
+            )
+            etag = await self.store.put_json(upload.info_key, upload.to_json(), if_none_match=True)
+            log.info("tus upload %s created: %d bytes of %s", tus_id, length, filename)
+            headers = {"Location": f"{ROUTE}{tus_id}", "Upload-Expires": _http_date(upload.expires_at)}
+            if request.content_type == OFFSET_OCTET_STREAM and request.body_exists:
+                async with self._locks.hold(tus_id, _LOCK_WAIT_SECONDS):
+                    upload, _ = await self._receive(request, upload, etag)
+                    headers |= await self._finish_if_complete(upload)
+                headers["Upload-Offset"] = str(upload.offset)
+                headers["Upload-Expires"] = _http_date(upload.expires_at)
+            return web.Response(status=201, headers=headers)
+
+    async def head(self, request: web.Request) -> web.Response:
+        """The offset the server has; a complete upload not yet accepted is accepted now."""
+        _require_tus(request)
+        upload, _ = await self._load(request)
+        headers = {}
+        if upload.complete:
+            async with self._locks.hold(upload.tus_id, _LOCK_WAIT_SECONDS):
+                upload, _ = await self._load(request)
+                headers = await self._finish_if_complete(upload)
+        headers |= {
+            "Upload-Offset": str(upload.offset),
+            "Upload-Length": str(upload.length),
+            "Upload-Expires": _http_date(upload.expires_at),
+            "Cache-Control": "no-store",
+        }
+        if upload.metadata:
+            headers["Upload-Metadata"] = upload.metadata
+        return web.Response(status=200, headers=headers)
+
+    async def patch(self, request: web.Request) -> web.Response:
+        """Append the body at ``Upload-Offset``; the last bytes hand the file to the pipeline."""
+        _require_tus(request)
+        if request.content_type != OFFSET_OCTET_STREAM:
+            raise problems.ProblemError(
+                problems.Problem(
+                    "unsupported-media-type", 415, "Wrong content type", f"a PATCH body is {OFFSET_OCTET_STREAM}"
+                )
+            )
+        offset = _integer_header(request, "Upload-Offset")
+        upload, _ = await self._load(request)
+        async with self._locks.hold(upload.tus_id, _LOCK_WAIT_SECONDS):
+            upload, etag = await self._load(request)
+            with upload_context(photographer_id=upload.photographer_id):
+                if offset != upload.offset:
+                    raise _conflict(f"the upload is at offset {upload.offset}, not {offset}: send from there")
+                upload, etag = await self._receive(request, upload, etag)
+                headers = await self._finish_if_complete(upload)
+        headers |= {"Upload-Offset": str(upload.offset), "Upload-Expires": _http_date(upload.expires_at)}
+        return web.Response(status=204, headers=headers)
+
+    async def terminate(self, request: web.Request) -> web.Response:
+        """Give up the upload and remove its bytes (an image it already became stays)."""
+        _require_tus(request)
+        upload, _ = await self._load(request)
+        async with self._locks.hold(upload.tus_id, _LOCK_WAIT_SECONDS):
+            await remove(self.store, upload)
+        log.info("tus upload %s terminated at %d of %d bytes", upload.tus_id, upload.offset, upload.length)
+        return web.Response(status=204)
+
+    # -- state --------------------------------------------------------------------------
+
+    def _expiry(self, now: datetime) -> str:
+        return (now + timedelta(seconds=self.settings.tus_expiry_seconds)).isoformat()
+
+    async def _load(self, request: web.Request) -> tuple[TusUpload, str]:
+        """The caller's upload named in the path, and its state's ETag; 404 for anything else."""
+        photographer_id = await self.gateway.photographer(request)
+        tus_id = request.match_info["tus_id"]
+        if not _TUS_ID.fullmatch(tus_id):
+            raise problems.not_found(f"no upload {tus_id!r}")
+        try:
+            record, etag = await self.store.get_json_versioned(f"{_key(photographer_id, tus_id)}.info")
+        except ObjectMissing:
+            raise problems.not_found(f"no upload {tus_id!r}") from None
+        upload = TusUpload.from_json(record)
+        if upload.expired(datetime.now(UTC)):
+            raise problems.not_found(f"the upload {tus_id!r} expired")
+        return upload, etag
+
+    async def _save(self, before: TusUpload, etag: str, after: TusUpload) -> str:
+        """Replace the state if nobody else has; then drop the tail it no longer names."""
+        try:
+            new_etag = await self.store.put_json(after.info_key, after.to_json(), if_match=etag)
+        except ConditionFailed:
+            if after.tail_key and after.tail_key != before.tail_key:
+                with contextlib.suppress(StoreError):
+                    await self.store.delete(after.tail_key)
+            raise _conflict("another request changed this upload meanwhile: HEAD, then send from its offset") from None
+        if before.tail_key and before.tail_key != after.tail_key:
+            with contextlib.suppress(StoreError):  # an unreferenced tail goes with the upload's sweep
+                await self.store.delete(before.tail_key)
+        return new_etag
+
+    # -- bytes --------------------------------------------------------------------------
+
+    async def _receive(self, request: web.Request, upload: TusUpload, etag: str) -> tuple[TusUpload, str]:
+        """Read the body into full parts and a new tail; save the state with what arrived.
+
+        A body that breaks off keeps what arrived (the client resumes from there), also when the
+        server cancels the handler of a dropped connection; but not one that carried a checksum,
+        which a part of the body cannot be checked against.
+        """
+        checksum = _Checksum(request.headers.get("Upload-Checksum"))
+        room = upload.length - upload.offset
+        buffer = bytearray(await self.store.get(upload.tail_key) if upload.tail_key else b"")
+        multipart = upload.multipart
+        received = 0
+        try:
+            async for chunk in self._body(request):
+                received += len(chunk)
+                if received > room:
+                    raise problems.bad_request(f"the body goes past Upload-Length ({upload.length} bytes)")
+                checksum.update(chunk)
+                buffer += chunk
+                while len(buffer) >= upload.part_bytes:
+                    part = bytes(buffer[: upload.part_bytes])
+                    del buffer[: upload.part_bytes]
+                    multipart = await self.store.upload_part(multipart, part)
+        except (_BodyEnded, asyncio.CancelledError) as ended:
+            if checksum.given:
+                raise
+            kept = self._keep(upload, etag, multipart, buffer, upload.offset + received)
+            upload, etag = await asyncio.shield(kept)  # saved even when the handler is cancelled
+            log.info(
+                "tus upload %s broke off at %d of %d bytes: %s", upload.tus_id, upload.offset, upload.length, ended
+            )
+            if isinstance(ended, asyncio.CancelledError):
+                raise
+            raise problems.ProblemError(
+                problems.Problem("request-timeout", 408, "Request timeout", f"{ended}; resume from {upload.offset}")
+            ) from ended
+        if not checksum.matches():
+            raise problems.ProblemError(
+                problems.Problem(
+                    "checksum-mismatch",
+                    460,
+                    "Checksum Mismatch",
+                    "the body does not match Upload-Checksum; send it again",
+                )
+            )
+        return await self._keep(upload, etag, multipart, buffer, upload.offset + received)
+
+    async def _keep(
+        self, upload: TusUpload, etag: str, multipart: MultipartUpload, buffer: bytearray, offset: int
+    ) -> tuple[TusUpload, str]:
+        """Store the bytes past the last part (as the last part when the file is whole) and save the state."""
+        if upload.length == offset and buffer:
+            multipart = await self.store.upload_part(multipart, bytes(buffer))  # the last part may be short
+            buffer = bytearray()
+        tail_key = None
+        if buffer:
+            tail_key = f"{upload.key}.tail-{len(multipart.parts) * upload.part_bytes}-{len(buffer)}"
+            if tail_key != upload.tail_key:
+                await self.store.put(tail_key, buffer, content_type="application/octet-stream")
+        after = replace(
+            upload,
+            offset=offset,
+            parts=multipart.parts,
+            tail_key=tail_key,
+            expires_at=self._expiry(datetime.now(UTC)),
+        )
+        return after, await self._save(upload, etag, after)
+
+    async def _body(self, request: web.Request) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                async with asyncio.timeout(self.settings.read_timeout):
+                    chunk = await request.content.readany()
+            except TimeoutError as exc:
+                raise _BodyEnded("the client stopped sending") from exc
+            except (ConnectionError, OSError) as exc:
+                raise _BodyEnded(f"the connection broke: {exc}") from exc
+            if not chunk:
+                if not request.content.is_eof():
+                    raise _BodyEnded("the body ended early")
+                return
+            yield chunk
+
+    async def _finish_if_complete(self, upload: TusUpload) -> dict[str, str]:
+        """Once every byte is here: make the file, and accept it as a POST would; its ids as headers."""
+        if not upload.complete:
+            return {}
+        if upload.upload_id is None:
+            upload = await self._accept(upload)
+        headers = {
+            "Photostream-Upload-Id": str(upload.upload_id),
+            "Photostream-Status-Url": f"/v1/uploads/{upload.upload_id}",
+        }
+        if upload.existing:
+            headers["Photostream-Existing"] = "true"
+        return headers
+
+    async def _accept(self, upload: TusUpload) -> TusUpload:
+        received_at = datetime.fromisoformat(upload.created_at)
+        if upload.parts and upload.tail_key is None:
+            with contextlib.suppress(ObjectMissing):  # completed by an earlier try that failed later
+                await self.store.complete_multipart(upload.multipart)
+        metadata = parse_metadata(upload.metadata)
+        filename = _filename(metadata)
+        try:
+            staged = await self._read_back(upload)
+        except RejectedFile as rejection:
+            await remove(self.store, upload)
+            raise problems.ProblemError(self.gateway.rejection_problem(rejection, filename)) from None
+        try:
+            result = await self.gateway.accept_one(
+                upload.photographer_id,
+                staged,
+                _AssembledFile(self.store, upload.key),
+                raw_name=filename,
+                received_at=received_at,
+                title=parse_title(metadata.get("title", "")),
+                tags=parse_tags(metadata.get("tags", "")),
+            )
+        except problems.ProblemError as refused:
+            if refused.problem.status < 500:  # refused for good (the quota): the upload goes
+                await remove(self.store, upload)
+            raise
+        accepted = replace(upload, upload_id=result["upload_id"], existing=bool(result.get("existing")))
+        with contextlib.suppress(StoreError):  # the image exists whatever happens to this record
+            await self.store.put_json(accepted.info_key, accepted.to_json())
+        return accepted
+
+    async def _read_back(self, upload: TusUpload) -> StagedOriginal:
+        """The file's type from its first bytes, and its SHA-256, read from the store once."""
+        digest = hashlib.sha256()
+        head = bytearray()
+
+        def take(chunk: bytes) -> None:
+            if len(head) < SNIFF_BYTES:
+                head.extend(chunk[: SNIFF_BYTES - len(head)])
+            digest.update(chunk)
+
+        size = await self.store.read_into(upload.key, take)
+        if size != upload.length:
+            raise StoreError(f"tus upload {upload.tus_id} holds {size} bytes, not {upload.length}")
+        return StagedOriginal(content_type_of(bytes(head)), size, digest.hexdigest())
+
+
+@dataclass
+class _AssembledFile:
+    """A finished tus upload's object, moved to the original's key by ``commit``."""
+
+    store: Store
+    key: str
+
+    async def commit(self, key: str) -> None:
+        await self.store.copy(self.key, key)
+        with contextlib.suppress(StoreError):
+            await self.store.delete(self.key)
+
+    async def abort(self) -> None:
+        with contextlib.suppress(StoreError):
+            await self.store.delete(self.key)
+
+
+async def remove(store: Store, upload: TusUpload) -> None:
+    """Remove an upload's parts, tail, file and state (the state last: a failure can be retried)."""
+    with contextlib.suppress(ObjectMissing):
+        await store.abort_multipart(upload.multipart)
+    for key in await store.list_keys(f"{upload.key}."):
+        if key != upload.info_key:
+            await store.delete(key)
+    await store.delete(upload.key)
+    await store.delete(upload.info_key)
+
+
+async def sweep_expired(store: Store, *, now: datetime | None = None, older_than: timedelta) -> int:
+    """Remove expired uploads, and multipart uploads older than ``older_than`` that no state names.
+
+    Returns:
+        How many uploads were removed.
+    """
+    now = now or datetime.now(UTC)
+    removed = 0
+    named: set[str] = set()
+    for key in await store.list_keys(TUS_PREFIX):
+        if not key.endswith(".info"):
+            continue
+        try:
+            upload = TusUpload.from_json(await store.get_json(key))
+        except ObjectMissing:
+            continue
+        if upload.expired(now):
+            await remove(store, upload)
+            removed += 1
+        else:
+            named.add(upload.multipart_id)
+    for leftover in await store.leftovers(TUS_PREFIX):
+        if leftover.upload and leftover.upload.upload_id not in named and leftover.written < now - older_than:
+            with contextlib.suppress(ObjectMissing):
+                await store.abort_multipart(leftover.upload)
+    return removed
+
+
+def _conflict(detail: str) -> problems.ProblemError:
+    return problems.ProblemError(problems.Problem("offset-conflict", 409, "Offset conflict", detail))
+
+
+def _require_tus(request: web.Request) -> None:
+    if request.headers.get("Tus-Resumable") != TUS_VERSION:
+        raise problems.ProblemError(
+            problems.Problem("tus-version", 412, "Unsupported tus version", f"send Tus-Resumable: {TUS_VERSION}"),
+            {"Tus-Version": TUS_VERSION},
+        )
+
+
+def _filename(metadata: dict[str, str]) -> str:
+    # tus clients send ``filename``; Uppy sends ``name`` too.
+    return clean_filename(metadata.get("filename") or metadata.get("name"))
+
+
+async def _tus_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path.startswith(ROUTE):
+        response.headers["Tus-Resumable"] = TUS_VERSION
