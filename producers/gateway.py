@@ -2,6 +2,7 @@
 
     POST /v1/uploads             multipart: one or more ``file`` parts, optional ``title`` and ``tags``
     GET  /v1/uploads/{upload_id} the upload's status, for its own photographer only
+    /v1/tus/                     resumable uploads (tus 1.0.0, ``producers.tus``)
     GET  /healthz                the process is serving
     GET  /readyz                 Kafka and S3 answer
     GET  /metrics                Prometheus text

@@ -518,8 +518,9 @@ class TusUploads:
                 await remove(self.store, upload)
             raise
         accepted = replace(upload, upload_id=result["upload_id"], existing=bool(result.get("existing")))
-        with contextlib.suppress(StoreError):  # the image exists whatever happens to this record
+        with contextlib.suppress(StoreError):  # the image exists whatever happens to these
             await self.store.put_json(accepted.info_key, accepted.to_json())
+            await self.store.delete(upload.key)  # kept until now: a failed try reads it again
         return accepted
 
     async def _read_back(self, upload: TusUpload) -> StagedOriginal:
@@ -540,19 +541,20 @@ class TusUploads:
 
 @dataclass
 class _AssembledFile:
-    """A finished tus upload's object, moved to the original's key by ``commit``."""
+    """A finished tus upload's object, copied to the original's key by ``commit``.
+
+    It stays where it is either way until the file is accepted: a try that fails after the copy
+    (Kafka down) discards the copy, and the next try reads the file again.
+    """
 
     store: Store
     key: str
 
     async def commit(self, key: str) -> None:
         await self.store.copy(self.key, key)
-        with contextlib.suppress(StoreError):
-            await self.store.delete(self.key)
 
     async def abort(self) -> None:
-        with contextlib.suppress(StoreError):
-            await self.store.delete(self.key)
+        """Nothing to drop yet (see the class docstring)."""
 
 
 async def remove(store: Store, upload: TusUpload) -> None:
