@@ -180,6 +180,10 @@ class GatewaySettings(BaseSettings):
     staging_max_age_seconds: float = Field(default=86400.0, gt=0)
     # An unfinished tus upload expires this long after its last bytes (Upload-Expires); the sweep removes it.
     tus_expiry_seconds: float = Field(default=86400.0, gt=0)
+    # How long the presigned URLs of a direct upload (POST /v1/uploads/direct) are valid.
+    direct_url_seconds: int = Field(default=3600, gt=0)
+    # A direct upload larger than this gets presigned multipart part URLs instead of one PUT (S3's single-PUT limit).
+    direct_put_max_bytes: int = Field(default=5 * 1024**3, gt=0)
 
 
 class WorkerSettings(BaseSettings):

@@ -264,6 +264,26 @@ class Store(Protocol):
         """A GET URL for ``key`` that expires in ``expires_in`` seconds (no request made)."""
         ...
 
+    def presign_put(self, key: str, expires_in: int, *, size: int, sha256: bytes) -> tuple[str, dict[str, str]]:
+        """A time-limited PUT URL for ``key`` and the headers the client must send with it.
+
+        The length and the SHA-256 are signed: a server that checks (AWS S3, SeaweedFS, MinIO)
+        refuses other bytes.
+        """
+        ...
+
+    def presign_part(self, upload: MultipartUpload, number: int, expires_in: int) -> str:
+        """A time-limited PUT URL for part ``number`` of ``upload``."""
+        ...
+
+    async def list_parts(self, upload: MultipartUpload) -> MultipartUpload:
+        """``upload`` with the parts the store holds for it, in order; ObjectMissing if it is gone."""
+        ...
+
+    async def get_head(self, key: str, length: int) -> bytes:
+        """The first ``length`` bytes of an object (a ranged GET); ObjectMissing if there is none."""
+        ...
+
 
 class ObjectStore(Store):
     """Async operations on one S3 bucket, each run off the event loop."""
@@ -488,6 +508,48 @@ class ObjectStore(Store):
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
         )
 
+    def presign_put(self, key: str, expires_in: int, *, size: int, sha256: bytes) -> tuple[str, dict[str, str]]:
+        """A time-limited PUT URL bound to the length and the SHA-256 (see ``Store.presign_put``)."""
+        checksum = base64.b64encode(sha256).decode()
+        url = self._client.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": key, "ContentLength": size, "ChecksumSHA256": checksum},
+            ExpiresIn=expires_in,
+        )
+        return url, {"Content-Length": str(size), "x-amz-checksum-sha256": checksum}
+
+    def presign_part(self, upload: MultipartUpload, number: int, expires_in: int) -> str:
+        """A time-limited PUT URL for one part of a multipart upload."""
+        return self._client.generate_presigned_url(
+            "upload_part",
+            Params={"Bucket": self.bucket, "Key": upload.key, "UploadId": upload.upload_id, "PartNumber": number},
+            ExpiresIn=expires_in,
+        )
+
+    async def list_parts(self, upload: MultipartUpload) -> MultipartUpload:
+        """``upload`` with the parts the store holds for it, in order."""
+
+        def list_all() -> tuple[dict[str, Any], ...]:
+            pages = self._client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id
+            )
+            found = [part for page in pages for part in page.get("Parts", [])]
+            return tuple(
+                {"PartNumber": part["PartNumber"], "ETag": part["ETag"]}
+                for part in sorted(found, key=lambda part: part["PartNumber"])
+            )
+
+        return MultipartUpload(upload.key, upload.upload_id, await self._call(list_all))
+
+    async def get_head(self, key: str, length: int) -> bytes:
+        """The first ``length`` bytes of an object."""
+
+        def read() -> bytes:
+            answer = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{length - 1}")
+            return answer["Body"].read()
+
+        return await self._call(read)
+
 
 @dataclass(frozen=True)
 class StoredObject:
@@ -545,6 +607,8 @@ class MemoryObjectStore(Store):
             "upload_part",
             "complete_multipart",
             "abort_multipart",
+            "list_parts",
+            "get_head",
         }
     )
 
@@ -746,3 +810,25 @@ class MemoryObjectStore(Store):
     def presign_get(self, key: str, expires_in: int) -> str:
         """A URL naming the bucket, the key and ``X-Amz-Expires``, as the S3 adapter's does; nothing serves it."""
         return f"memory://{self.bucket}/{quote(key)}?X-Amz-Expires={expires_in}"
+
+    def presign_put(self, key: str, expires_in: int, *, size: int, sha256: bytes) -> tuple[str, dict[str, str]]:
+        """A URL as ``presign_get``'s, and the headers the S3 adapter's would need; nothing serves it."""
+        checksum = base64.b64encode(sha256).decode()
+        url = f"memory://{self.bucket}/{quote(key)}?X-Amz-Expires={expires_in}"
+        return url, {"Content-Length": str(size), "x-amz-checksum-sha256": checksum}
+
+    def presign_part(self, upload: MultipartUpload, number: int, expires_in: int) -> str:
+        """A URL naming the part, as ``presign_get``'s; nothing serves it."""
+        return f"memory://{self.bucket}/{quote(upload.key)}?partNumber={number}&X-Amz-Expires={expires_in}"
+
+    async def list_parts(self, upload: MultipartUpload) -> MultipartUpload:
+        """``upload`` with the parts stored for it, in order."""
+        await self._enter("list_parts")
+        parts = self._upload(upload).parts
+        listed = tuple({"PartNumber": number, "ETag": _etag(parts[number])} for number in sorted(parts))
+        return MultipartUpload(upload.key, upload.upload_id, listed)
+
+    async def get_head(self, key: str, length: int) -> bytes:
+        """The first ``length`` bytes of an object."""
+        await self._enter("get_head")
+        return self._object(key).body[:length]

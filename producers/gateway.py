@@ -2,6 +2,7 @@
 
     POST /v1/uploads             multipart: one or more ``file`` parts, optional ``title`` and ``tags``
     GET  /v1/uploads/{upload_id} the upload's status, for its own photographer only
+    POST /v1/uploads/direct      presigned S3 URLs; then POST /v1/uploads/{upload_id}/complete (``producers.direct``)
     /v1/tus/                     resumable uploads (tus 1.0.0, ``producers.tus``)
     GET  /healthz                the process is serving
     GET  /readyz                 Kafka and S3 answer
@@ -38,6 +39,7 @@ from photostream.objectstore import Store, StoreError, StoreUnavailable
 from photostream.warehouse import WarehouseError
 from producers import problems
 from producers.dashboard import Dashboard
+from producers.direct import DirectUploads
 from producers.fields import clean_filename, parse_tags, parse_title
 from producers.ingest import OriginalWriter, RejectedFile, StagedOriginal, stage
 from producers.keys import KeyStore
@@ -651,6 +653,7 @@ def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMe
     gateway = Gateway(settings, services, metrics or GatewayMetrics())
     app = web.Application(middlewares=[_error_middleware(gateway)], client_max_size=MAX_FIELD_BYTES * 4)
     app.router.add_post("/v1/uploads", gateway.create_uploads)
+    DirectUploads(gateway).add_routes(app)
     app.router.add_get("/v1/uploads/{upload_id}", gateway.get_upload)
     if services.dashboard is not None:
         app.router.add_get("/dashboard", services.dashboard.page)

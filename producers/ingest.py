@@ -129,6 +129,25 @@ class OriginalWriter:
             self._multipart = None
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """A whole file already in the store (a finished tus or direct upload), copied to the original's key by ``commit``.
+
+    It stays where it is either way until the caller has the upload accepted: a try that fails
+    after the copy (Kafka down) discards the copy, and the next try reads the file again.
+    """
+
+    store: Store
+    key: str
+
+    async def commit(self, key: str) -> None:
+        """Copy the file to ``key`` inside the store."""
+        await self.store.copy(self.key, key)
+
+    async def abort(self) -> None:
+        """Nothing to drop yet (see the class docstring)."""
+
+
 def content_type_of(head: bytes) -> str:
     """The media type the first bytes show; RejectedFile("unsupported") for anything but an accepted image."""
     fmt = sniff(head)

@@ -53,7 +53,7 @@ from photostream.media import SNIFF_BYTES
 from photostream.objectstore import ConditionFailed, MultipartUpload, ObjectMissing, Store, StoreError
 from producers import problems
 from producers.fields import clean_filename, parse_tags, parse_title
-from producers.ingest import RejectedFile, StagedOriginal, content_type_of
+from producers.ingest import RejectedFile, StagedOriginal, StoredFile, content_type_of
 
 if TYPE_CHECKING:
     from producers.gateway import Gateway
@@ -507,7 +507,7 @@ class TusUploads:
             result = await self.gateway.accept_one(
                 upload.photographer_id,
                 staged,
-                _AssembledFile(self.store, upload.key),
+                StoredFile(self.store, upload.key),
                 raw_name=filename,
                 received_at=received_at,
                 title=parse_title(metadata.get("title", "")),
@@ -537,24 +537,6 @@ class TusUploads:
         if size != upload.length:
             raise StoreError(f"tus upload {upload.tus_id} holds {size} bytes, not {upload.length}")
         return StagedOriginal(content_type_of(bytes(head)), size, digest.hexdigest())
-
-
-@dataclass
-class _AssembledFile:
-    """A finished tus upload's object, copied to the original's key by ``commit``.
-
-    It stays where it is either way until the file is accepted: a try that fails after the copy
-    (Kafka down) discards the copy, and the next try reads the file again.
-    """
-
-    store: Store
-    key: str
-
-    async def commit(self, key: str) -> None:
-        await self.store.copy(self.key, key)
-
-    async def abort(self) -> None:
-        """Nothing to drop yet (see the class docstring)."""
 
 
 async def remove(store: Store, upload: TusUpload) -> None:

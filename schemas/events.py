@@ -35,6 +35,7 @@ class FailureReason(StrEnum):
     TOO_MANY_PIXELS = "too_many_pixels"
     MISSING_ORIGINAL = "missing_original"
     INTERNAL = "internal"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
 
 
 class Stage(StrEnum):

@@ -109,8 +109,9 @@ class UploadHandler:
             return self._failed(upload, source, started_at, FailureReason.INTERNAL, detail)
         with original:  # removes the temp file however this ends, cancellation included
             if original.sha256() != upload.sha256:
-                detail = "the stored original does not match the sha256 the gateway recorded"
-                return self._failed(upload, source, started_at, FailureReason.CORRUPT, detail)
+                # A direct upload's declared hash, or bytes changed in the store since the gateway hashed them.
+                detail = f"the stored original's sha256 is {original.sha256()}, not the {upload.sha256} declared"
+                return self._failed(upload, source, started_at, FailureReason.CHECKSUM_MISMATCH, detail)
             keep_gps = upload.photographer_id in self._gps_opt_in
             try:
                 processed = await self._processor.process(original.source(), keep_gps=keep_gps)

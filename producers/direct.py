@@ -1,0 +1,256 @@
+"""Direct uploads: the client sends the bytes straight to S3, the gateway only signs and checks.
+
+    POST /v1/uploads/direct                  {"filename", "size", "sha256", "title"?, "tags"?}
+    POST /v1/uploads/{upload_id}/complete    once the bytes are in S3
+
+The first answers a presigned PUT (``url`` and the ``headers`` to send with it) bound to the
+declared length and SHA-256, so a server that checks signatures and checksums (AWS S3,
+SeaweedFS, MinIO) refuses any other bytes. A file over ``direct_put_max_bytes`` (S3's 5 GiB
+single-PUT limit) gets one presigned URL per part of a multipart upload instead (``parts``).
+The bytes land in the staging area, ``incoming/<photographer>/<upload id>.direct``, beside the
+declaration (``.direct.json``); the staging sweep removes what a client never completes.
+
+``complete`` checks that the object is there with the declared size and that its first bytes
+are an image (a ranged GET: the gateway never reads the whole file), then hands it to the path
+every upload takes (``Gateway.accept_one``): same ``upload_id`` for the same content, the
+quota, ``UploadReceived``. The event carries the declared SHA-256; the worker hashes the bytes
+it reads anyway and fails the upload as ``checksum_mismatch`` when they differ, which is what
+catches wrong bytes where the store did not (parts of a multipart upload are not bound to the
+file's hash).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from photostream.logs import upload_context
+from photostream.media import SNIFF_BYTES
+from photostream.objectstore import MultipartUpload, ObjectMissing, Store, StoreError
+from producers import problems
+from producers.fields import clean_filename, parse_tags, parse_title
+from producers.ingest import RejectedFile, StagedOriginal, StoredFile, content_type_of
+from producers.ledger import staging_key, upload_id_for
+
+if TYPE_CHECKING:
+    from producers.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _staged_key(photographer_id: str, upload_id: str) -> str:
+    return staging_key(photographer_id, f"{upload_id}.direct")
+
+
+def _declaration_key(photographer_id: str, upload_id: str) -> str:
+    return f"{_staged_key(photographer_id, upload_id)}.json"
+
+
+def _conflict(code: str, title: str, detail: str) -> problems.ProblemError:
+    return problems.ProblemError(problems.Problem(code, 409, title, detail))
+
+
+class DirectUploads:
+    """The two direct-upload endpoints, bound to the gateway whose authentication and admission they use."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        """Use ``gateway``'s settings, store and admission."""
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.store: Store = gateway.services.store
+
+    def add_routes(self, app: web.Application) -> None:
+        """Serve the endpoints on ``app`` (before ``/v1/uploads/{upload_id}`` could match ``direct``)."""
+        app.router.add_post("/v1/uploads/direct", self.create)
+        app.router.add_post("/v1/uploads/{upload_id}/complete", self.complete)
+
+    async def create(self, request: web.Request) -> web.Response:
+        """Declare a file; answer where to PUT it (or that this content exists already)."""
+        photographer_id = await self.gateway.photographer(request)
+        with upload_context(photographer_id=photographer_id):
+            declared = await self._declaration(request)
+            upload_id = upload_id_for(photographer_id, declared["sha256"])
+            with upload_context(upload_id=upload_id):
+                if await self.gateway.services.ledger.find(upload_id) is not None:
+                    return web.json_response(
+                        {"upload_id": upload_id, "existing": True, "status_url": f"/v1/uploads/{upload_id}"}
+                    )
+                await self.gateway.refuse_over_quota(photographer_id)
+                return await self._sign(photographer_id, upload_id, declared)
+
+    async def _declaration(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise problems.bad_request("the body must be JSON: {filename, size, sha256, title?, tags?}") from exc
+        if not isinstance(body, dict):
+            raise problems.bad_request("the body must be a JSON object: {filename, size, sha256, title?, tags?}")
+        filename = body.get("filename")
+        size = body.get("size")
+        sha256 = body.get("sha256")
+        if not isinstance(filename, str) or not filename.strip():
+            raise problems.bad_request("`filename` must be a non-empty string")
+        name = clean_filename(filename)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise problems.bad_request("`size` must be the file's length in bytes")
+        if size == 0:
+            raise problems.ProblemError(problems.empty_file(name))
+        if size > self.settings.max_file_bytes:
+            raise problems.ProblemError(problems.file_too_large(name, self.settings.max_file_bytes))
+        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256.lower()):
+            raise problems.bad_request("`sha256` must be the file's SHA-256 as 64 hex digits")
+        title, tags = body.get("title"), body.get("tags")
+        if title is not None and not isinstance(title, str):
+            raise problems.bad_request("`title` must be a string")
+        if tags is not None and not isinstance(tags, str | list):
+            raise problems.bad_request("`tags` must be a comma-separated string or a list of strings")
+        if isinstance(tags, list):
+            tags = ",".join(str(tag) for tag in tags)
+        return {
+            "filename": name,
+            "size": size,
+            "sha256": sha256.lower(),
+            "title": parse_title(title or ""),
+            "tags": parse_tags(tags or ""),
+        }
+
+    async def _sign(self, photographer_id: str, upload_id: str, declared: dict[str, Any]) -> web.Response:
+        now = datetime.now(UTC)
+        expires_in = self.settings.direct_url_seconds
+        key = _staged_key(photographer_id, upload_id)
+        answer: dict[str, Any] = {
+            "upload_id": upload_id,
+            "method": "PUT",
+            "expires_at": (now + timedelta(seconds=expires_in)).isoformat(),
+            "complete_url": f"/v1/uploads/{upload_id}/complete",
+        }
+        multipart_id = None
+        size = declared["size"]
+        if size <= self.settings.direct_put_max_bytes:
+            url, headers = self.store.presign_put(key, expires_in, size=size, sha256=bytes.fromhex(declared["sha256"]))
+            answer |= {"url": url, "headers": headers}
+        else:
+            multipart = await self.store.start_multipart(key, content_type="application/octet-stream")
+            multipart_id = multipart.upload_id
+            part = self.settings.part_bytes
+            answer["parts"] = [
+                {
+                    "part_number": number,
+                    "offset": offset,
+                    "size": min(part, size - offset),
+                    "url": self.store.presign_part(multipart, number, expires_in),
+                }
+                for number, offset in enumerate(range(0, size, part), start=1)
+            ]
+        record = {**declared, "created_at": now.isoformat(), "multipart_id": multipart_id}
+        await self.store.put_json(_declaration_key(photographer_id, upload_id), record)
+        log.info("direct upload of %s declared (%d bytes)", declared["filename"], size)
+        return web.json_response(answer, status=201)
+
+    async def complete(self, request: web.Request) -> web.Response:
+        """The client says the bytes are in S3: check them, then accept the file as a POST would."""
+        photographer_id = await self.gateway.photographer(request)
+        raw_id = request.match_info["upload_id"]
+        try:
+            upload_id = str(uuid.UUID(raw_id))
+        except ValueError:
+            raise problems.not_found(f"no direct upload {raw_id!r}") from None
+        with upload_context(photographer_id=photographer_id, upload_id=upload_id):
+            key = _staged_key(photographer_id, upload_id)
+            try:
+                declared = await self.store.get_json(_declaration_key(photographer_id, upload_id))
+            except ObjectMissing:
+                if await self._acknowledged(photographer_id, upload_id):  # a retry of a complete that worked
+                    return self._answer(upload_id, declared=None, existing=True)
+                raise problems.not_found(
+                    f"no direct upload {upload_id}: declare it with POST /v1/uploads/direct first"
+                ) from None
+            if declared["multipart_id"]:
+                await self._assemble(MultipartUpload(key, declared["multipart_id"]))
+            staged = await self._check(key, declared)
+            try:
+                result = await self.gateway.accept_one(
+                    photographer_id,
+                    staged,
+                    StoredFile(self.store, key),
+                    raw_name=declared["filename"],
+                    received_at=datetime.fromisoformat(declared["created_at"]),
+                    title=declared["title"],
+                    tags=declared["tags"],
+                )
+            except problems.ProblemError as refused:
+                if refused.problem.status < 500:  # refused for good (the quota): nothing to keep
+                    await self._forget(photographer_id, upload_id)
+                raise
+            await self._forget(photographer_id, upload_id)
+            return self._answer(upload_id, declared=declared, existing=bool(result.get("existing")))
+
+    async def _acknowledged(self, photographer_id: str, upload_id: str) -> bool:
+        record = await self.gateway.services.ledger.find(upload_id)
+        return record is not None and record.photographer_id == photographer_id
+
+    def _answer(self, upload_id: str, *, declared: dict[str, Any] | None, existing: bool) -> web.Response:
+        body: dict[str, Any] = {"upload_id": upload_id, "status": "queued", "status_url": f"/v1/uploads/{upload_id}"}
+        if declared is not None:
+            body["filename"] = declared["filename"]
+        if existing:
+            body["existing"] = True
+        return web.json_response(body, status=202)
+
+    async def _assemble(self, multipart: MultipartUpload) -> None:
+        """Complete a multipart direct upload from the parts the store holds."""
+        try:
+            listed = await self.store.list_parts(multipart)
+        except ObjectMissing:
+            return  # completed by an earlier try of this complete
+        if not listed.parts:
+            raise _conflict("object-missing", "Nothing uploaded", "no part was uploaded to the part URLs")
+        try:
+            await self.store.complete_multipart(listed)
+        except ObjectMissing:
+            return
+        except StoreError as exc:
+            if exc.retriable:
+                raise
+            raise _conflict("parts-rejected", "Parts refused", f"the store would not join the parts: {exc}") from exc
+
+    async def _check(self, key: str, declared: dict[str, Any]) -> StagedOriginal:
+        """The object is there, of the declared size, and starts like an image."""
+        try:
+            size, _ = await self.store.head(key)
+            head = await self.store.get_head(key, SNIFF_BYTES)
+        except ObjectMissing:
+            raise _conflict(
+                "object-missing", "Nothing uploaded", "nothing is at the upload URL yet: PUT the file there first"
+            ) from None
+        if size != declared["size"]:
+            await self.store.delete(key)  # the client uploads again to the same URL
+            raise _conflict(
+                "size-mismatch",
+                "Wrong size",
+                f"the uploaded object has {size} bytes, not the {declared['size']} declared",
+            )
+        try:
+            content_type = content_type_of(head)
+        except RejectedFile as rejection:
+            await self._forget_key(key)
+            raise problems.ProblemError(self.gateway.rejection_problem(rejection, declared["filename"])) from None
+        return StagedOriginal(content_type, size, declared["sha256"])
+
+    async def _forget(self, photographer_id: str, upload_id: str) -> None:
+        await self._forget_key(_staged_key(photographer_id, upload_id))
+
+    async def _forget_key(self, key: str) -> None:
+        """Remove the staged object and its declaration (best effort: the sweep gets what stays)."""
+        for stale in (key, f"{key}.json"):
+            try:
+                await self.store.delete(stale)
+            except StoreError as exc:
+                log.warning("could not remove %s: %s", stale, exc)

@@ -1,0 +1,218 @@
+"""Direct uploads to S3 (POST /v1/uploads/direct, then /complete), against the real Kafka and S3."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+
+import httpx
+import pytest
+
+from photostream.config import GatewaySettings
+from photostream.objectstore import STAGING_PREFIX
+from photostream.topics import ensure_topics
+from producers.gateway import create_app
+from producers.ledger import original_key
+from tests.gateway_client import auth, form, gateway_services
+from tests.producers.test_gateway import consume_uploads, noisy_jpeg, problem
+
+pytestmark = pytest.mark.integration
+
+PART = 5 * 1024 * 1024
+
+
+@pytest.fixture
+def make_client(aiohttp_client, local_stack):
+    ensure_topics(local_stack.kafka)
+
+    async def make(**changes):
+        settings = GatewaySettings(**{"max_file_bytes": 30 * 1024 * 1024, "daily_quota": 1000, **changes})
+        services = gateway_services(local_stack.kafka, local_stack.s3, settings)
+        client = await aiohttp_client(create_app(settings, services))
+        client.services = services
+        return client
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client):
+    return await make_client()
+
+
+@pytest.fixture
+async def photographer(client, unique_name):
+    name = unique_name("ph")
+    return name, await client.services.keys.create(name)
+
+
+def declaration(data: bytes, filename: str = "DSC_0001.JPG", **extra) -> dict:
+    return {"filename": filename, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), **extra}
+
+
+async def declare(client, key: str, body: dict, status: int = 201) -> dict:
+    response = await client.post("/v1/uploads/direct", json=body, headers=auth(key))
+    assert response.status == status, await response.text()
+    return await response.json()
+
+
+def put(url: str, data: bytes, headers: dict[str, str]) -> httpx.Response:
+    """What the client does with the answer: the bytes straight to S3, with the headers it was given."""
+    return httpx.put(url, content=data, headers=headers, timeout=60)
+
+
+async def staged(client, name: str) -> list[str]:
+    return [key for key in await client.services.store.list_keys(f"{STAGING_PREFIX}{name}/") if ".direct" in key]
+
+
+async def test_a_file_put_to_its_url_and_completed_is_accepted_like_a_post(client, photographer, local_stack):
+    name, key = photographer
+    photo = noisy_jpeg(1)
+    answer = await declare(client, key, declaration(photo, title="Quay", tags="sea,boats"))
+    assert answer["method"] == "PUT"
+    assert set(answer["headers"]) == {"Content-Length", "x-amz-checksum-sha256"}
+    assert answer["expires_at"] > time.strftime("%Y-%m-%d")
+    assert answer["url"].startswith(local_stack.s3.endpoint_url)
+    assert put(answer["url"], photo, answer["headers"]).status_code == 200
+
+    done = await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key))
+    assert done.status == 202, await done.text()
+    body = await done.json()
+    assert body == {
+        "upload_id": answer["upload_id"],
+        "filename": "DSC_0001.JPG",
+        "status": "queued",
+        "status_url": f"/v1/uploads/{answer['upload_id']}",
+    }
+    assert await client.services.store.get(original_key(name, answer["upload_id"])) == photo
+    [event] = consume_uploads(local_stack.kafka.bootstrap_servers, name, 1)
+    assert (str(event.upload_id), event.sha256, event.bytes) == (
+        answer["upload_id"],
+        hashlib.sha256(photo).hexdigest(),
+        len(photo),
+    )
+    assert (event.title, event.tags, event.content_type) == ("Quay", ("sea", "boats"), "image/jpeg")
+    assert await staged(client, name) == []  # neither the staged bytes nor the declaration stay
+    # A retried complete answers the same upload, and publishes nothing more.
+    again = await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key))
+    assert again.status == 202
+    assert (await again.json())["existing"] is True
+
+
+async def test_s3_itself_refuses_other_bytes_or_another_length_at_the_signed_url(client, photographer):
+    _, key = photographer
+    photo = noisy_jpeg(0.2)
+    answer = await declare(client, key, declaration(photo))
+    other = bytearray(photo)
+    other[-100] ^= 0xFF
+    refused = put(answer["url"], bytes(other), answer["headers"])
+    assert refused.status_code == 400
+    assert "BadDigest" in refused.text
+    longer = put(answer["url"], photo + b"x", {**answer["headers"], "Content-Length": str(len(photo) + 1)})
+    assert longer.status_code == 403  # the length is part of the signature
+    unsigned = put(answer["url"], photo, {})
+    assert unsigned.status_code == 403  # so is the checksum header
+
+
+async def test_content_already_uploaded_needs_no_url(client, photographer):
+    _, key = photographer
+    photo = noisy_jpeg(0.1)
+    posted = await client.post("/v1/uploads", data=form(("a.jpg", photo)), headers=auth(key))
+    [item] = (await posted.json())["uploads"]
+    answer = await declare(client, key, declaration(photo), status=200)
+    assert answer == {
+        "upload_id": item["upload_id"],
+        "existing": True,
+        "status_url": f"/v1/uploads/{item['upload_id']}",
+    }
+
+
+async def test_complete_before_the_bytes_are_there_is_a_clear_conflict(client, photographer):
+    _, key = photographer
+    photo = noisy_jpeg(0.1)
+    answer = await declare(client, key, declaration(photo))
+    body = await problem(await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key)), 409)
+    assert body["code"] == "object-missing"
+    # Then the bytes come, and the same complete works.
+    put(answer["url"], photo, answer["headers"])
+    assert (await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key))).status == 202
+
+
+async def test_a_file_that_is_not_an_image_is_refused_at_complete_and_removed(client, photographer):
+    name, key = photographer
+    text = b"just text, not a photo\n" * 1000
+    answer = await declare(client, key, declaration(text, filename="notes.jpg"))
+    assert put(answer["url"], text, answer["headers"]).status_code == 200
+    body = await problem(await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key)), 415)
+    assert "notes.jpg" in body["detail"]
+    assert await staged(client, name) == []
+    await problem(await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key)), 404)
+
+
+async def test_declarations_are_checked(make_client, unique_name):
+    client = await make_client(max_file_bytes=1000)
+    key = await client.services.keys.create(unique_name("ph"))
+    good = declaration(b"x" * 500)
+    assert (
+        await problem(await client.post("/v1/uploads/direct", json={**good, "size": 1001}, headers=auth(key)), 413)
+    )["code"] == "file-too-large"
+    await problem(await client.post("/v1/uploads/direct", json={**good, "size": 0}, headers=auth(key)), 400)
+    await problem(await client.post("/v1/uploads/direct", json={**good, "sha256": "abc"}, headers=auth(key)), 400)
+    await problem(await client.post("/v1/uploads/direct", json={**good, "size": "500"}, headers=auth(key)), 400)
+    await problem(await client.post("/v1/uploads/direct", json={"size": 500}, headers=auth(key)), 400)
+    await problem(await client.post("/v1/uploads/direct", data=b"not json", headers=auth(key)), 400)
+    await problem(await client.post("/v1/uploads/direct", json=good), 401)
+
+
+async def test_the_daily_quota_applies_at_the_declaration(make_client, unique_name):
+    client = await make_client(daily_quota=1)
+    key = await client.services.keys.create(unique_name("ph"))
+    assert (await client.post("/v1/uploads", data=form(("a.jpg", noisy_jpeg(0.1))), headers=auth(key))).status == 202
+    refused = await client.post("/v1/uploads/direct", json=declaration(noisy_jpeg(0.1)), headers=auth(key))
+    await problem(refused, 429)
+    assert int(refused.headers["Retry-After"]) > 0
+
+
+async def test_another_photographer_cannot_complete_it(client, photographer, unique_name):
+    _, key = photographer
+    other = await client.services.keys.create(unique_name("ph"))
+    photo = noisy_jpeg(0.1)
+    answer = await declare(client, key, declaration(photo))
+    put(answer["url"], photo, answer["headers"])
+    await problem(await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(other)), 404)
+    await problem(await client.post("/v1/uploads/not-a-uuid/complete", headers=auth(key)), 404)
+
+
+async def test_a_file_over_the_single_put_limit_goes_in_presigned_parts(make_client, unique_name, local_stack):
+    client = await make_client(direct_put_max_bytes=6 * 1024 * 1024)
+    name = unique_name("ph")
+    key = await client.services.keys.create(name)
+    photo = noisy_jpeg(16)  # about 12 MB: two full parts and a short last one
+    answer = await declare(client, key, declaration(photo))
+    assert "url" not in answer
+    parts = answer["parts"]
+    sizes = [part["size"] for part in parts]
+    assert sizes[:2] == [PART, PART]
+    assert len(sizes) == 3
+    assert sum(sizes) == len(photo)
+    for part in parts:
+        chunk = photo[part["offset"] : part["offset"] + part["size"]]
+        assert (await asyncio.to_thread(put, part["url"], chunk, {})).status_code == 200
+    done = await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key))
+    assert done.status == 202, await done.text()
+    assert await client.services.store.get(original_key(name, answer["upload_id"])) == photo
+    assert await staged(client, name) == []
+
+
+async def test_parts_of_the_wrong_size_are_refused_at_complete(make_client, unique_name):
+    client = await make_client(direct_put_max_bytes=6 * 1024 * 1024)
+    name = unique_name("ph")
+    key = await client.services.keys.create(name)
+    photo = noisy_jpeg(12)
+    answer = await declare(client, key, declaration(photo))
+    first = answer["parts"][0]
+    put(first["url"], photo[: first["size"]], {})  # only the first part
+    body = await problem(await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key)), 409)
+    assert body["code"] == "size-mismatch"
+    assert f"not the {len(photo)} declared" in body["detail"]
