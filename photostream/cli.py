@@ -146,6 +146,11 @@ def worker(loglevel: str | None) -> None:
     help="Send through tus in 5 MB chunks; run the same command again after an interruption to go on.",
 )
 @click.option(
+    "--direct",
+    is_flag=True,
+    help="Send each file straight to S3 through a URL the gateway signs (not with --resumable).",
+)
+@click.option(
     "--resume-state",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where --resumable keeps the upload URLs [default: the user's cache dir].",
@@ -161,6 +166,7 @@ def upload(
     wait: bool,
     wait_timeout: float,
     resumable: bool,
+    direct: bool,
     resume_state: Path | None,
 ) -> None:
     """Upload PATHS (files, and folders recursively) to the gateway."""
@@ -174,8 +180,12 @@ def upload(
     files = collect(paths)
     if not files:
         raise click.ClickException("no image files found")
+    if resumable and direct:
+        raise click.UsageError("--resumable and --direct are two ways to send: choose one")
     state = ResumeState(resume_state or default_state_path()) if resumable else None
-    uploader = Uploader(url, api_key, parallel=parallel, attempts=attempts, title=title, tags=tags, resume_state=state)
+    uploader = Uploader(
+        url, api_key, parallel=parallel, attempts=attempts, title=title, tags=tags, resume_state=state, direct=direct
+    )
     started = time.monotonic()
     outcomes = asyncio.run(uploader.upload(files))
     click.echo(summary(outcomes, time.monotonic() - started))

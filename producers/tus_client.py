@@ -72,8 +72,8 @@ class ResumeState:
         temporary.replace(self.path)
 
 
-class TusRefused(Exception):
-    """The gateway answered a status the upload cannot go on from; ``response`` is its body."""
+class UploadRefused(Exception):
+    """The gateway (or S3) answered a status the upload cannot go on from; ``body`` is its problem."""
 
     def __init__(self, status: int, body: dict[str, Any], retry_after: str | None = None) -> None:
         """Keep the status, the problem body and any ``Retry-After``."""
@@ -84,7 +84,8 @@ class TusRefused(Exception):
         self.retry_after = retry_after
 
 
-async def _refusal(response: aiohttp.ClientResponse) -> TusRefused:
+async def refusal(response: aiohttp.ClientResponse) -> UploadRefused:
+    """The refusal a non-success answer stands for, with its problem body (when it has one)."""
     try:
         body = await response.json(content_type=None)
     except (ValueError, aiohttp.ContentTypeError):
@@ -92,7 +93,7 @@ async def _refusal(response: aiohttp.ClientResponse) -> TusRefused:
     if not isinstance(body, dict):
         body = {}
     body.setdefault("status", response.status)
-    return TusRefused(response.status, body, response.headers.get("Retry-After"))
+    return UploadRefused(response.status, body, response.headers.get("Retry-After"))
 
 
 def _metadata(fields: dict[str, str]) -> str:
@@ -127,7 +128,7 @@ class ResumableSender:
             ``{"upload_id", "existing"}`` once the gateway accepted the file.
 
         Raises:
-            TusRefused: The gateway refused (a problem), or a status to retry later (429, 5xx, 409).
+            UploadRefused: The gateway refused (a problem), or a status to retry later (429, 5xx, 409).
             aiohttp.ClientError: The connection failed; calling again resumes.
         """
         key = ResumeState.key(self._gateway, path)
@@ -153,10 +154,10 @@ class ResumableSender:
                     },
                 ) as response:
                     if response.status != 204:
-                        refusal = await _refusal(response)
+                        refused = await refusal(response)
                         if 400 <= response.status < 500 and response.status not in RETRIED:
                             self._state.forget(key)  # gone or refused for good: a next run starts afresh
-                        raise refusal
+                        raise refused
                     offset = int(response.headers["Upload-Offset"])
                     headers = dict(response.headers)
                 progress(offset)
@@ -174,7 +175,7 @@ class ResumableSender:
             if response.status in {404, 410}:
                 return None
             if response.status != 200:
-                raise await _refusal(response)
+                raise await refusal(response)
             return int(response.headers["Upload-Offset"])
 
     async def _create(self, path: Path, size: int) -> str:
@@ -184,5 +185,5 @@ class ResumableSender:
             headers={**TUS_HEADERS, "Upload-Length": str(size), "Upload-Metadata": _metadata(fields)},
         ) as response:
             if response.status != 201:
-                raise await _refusal(response)
+                raise await refusal(response)
             return urljoin(f"{self._gateway}/v1/tus/", response.headers["Location"])

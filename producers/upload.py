@@ -31,7 +31,8 @@ from rich.progress import (
 from rich.table import Table
 
 from photostream import media
-from producers.tus_client import ResumableSender, ResumeState, TusRefused
+from producers.direct_client import DirectSender
+from producers.tus_client import ResumableSender, ResumeState, UploadRefused
 
 # What a folder walk picks up; files named on the command line are sent whatever their name.
 IMAGE_SUFFIXES = frozenset(f".{ext}" for fmt in media.ACCEPTED for ext in fmt.extensions)
@@ -96,12 +97,16 @@ class Uploader:
         tags: str | None = None,
         console: Console | None = None,
         resume_state: ResumeState | None = None,
+        direct: bool = False,
     ) -> None:
         """Create the uploader; ``attempts`` bounds the tries per file (retries on 429/503/network).
 
         With ``resume_state`` every file goes through tus (``/v1/tus/``), in chunks, and an
         interrupted one (this run's earlier try, or an earlier run) goes on from the server's offset.
+        With ``direct`` every file goes straight to S3 through URLs the gateway signs.
         """
+        if direct and resume_state is not None:
+            raise ValueError("an upload is either resumable (tus) or direct (S3), not both")
         self._url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._parallel = parallel
@@ -109,6 +114,7 @@ class Uploader:
         self._title = title
         self._tags = tags
         self._resume_state = resume_state
+        self._direct = direct
         self.console = console or Console(stderr=True)
 
     async def upload(self, files: Sequence[Path]) -> list[Outcome]:
@@ -178,11 +184,10 @@ class Uploader:
             progress.update(row, completed=offset)
             sent = offset
 
-        async def resumable_attempt(state: ResumeState) -> dict[str, Any]:
-            sender = ResumableSender(session, self._url, state, title=self._title, tags=self._tags)
+        async def sender_attempt(sender: ResumableSender | DirectSender) -> dict[str, Any]:
             try:
                 return {"uploads": [await sender.send(path, reached)]}
-            except TusRefused as refused:
+            except UploadRefused as refused:
                 if refused.retriable:
                     raise RetryLater(str(refused), _retry_after(refused.retry_after)) from refused
                 return refused.body
@@ -222,7 +227,11 @@ class Uploader:
         )
         try:
             if self._resume_state is not None:
-                body: dict[str, Any] = await retrying(resumable_attempt, self._resume_state)
+                resumable = ResumableSender(session, self._url, self._resume_state, title=self._title, tags=self._tags)
+                body: dict[str, Any] = await retrying(sender_attempt, resumable)
+            elif self._direct:
+                direct = DirectSender(session, self._url, title=self._title, tags=self._tags)
+                body = await retrying(sender_attempt, direct)
             else:
                 body = await retrying(attempt)
         except RetryLater as error:

@@ -8,7 +8,9 @@ import time
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from photostream.cli import main
 from photostream.config import GatewaySettings
 from photostream.objectstore import STAGING_PREFIX
 from photostream.topics import ensure_topics
@@ -216,3 +218,34 @@ async def test_parts_of_the_wrong_size_are_refused_at_complete(make_client, uniq
     body = await problem(await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key)), 409)
     assert body["code"] == "size-mismatch"
     assert f"not the {len(photo)} declared" in body["detail"]
+
+
+@pytest.mark.parametrize("single_put_max", [5 * 1024**3, 6 * 1024 * 1024], ids=["one PUT", "parts"])
+async def test_the_upload_command_sends_direct(make_client, unique_name, tmp_path, single_put_max):
+    client = await make_client(direct_put_max_bytes=single_put_max)
+    name = unique_name("ph")
+    key = await client.services.keys.create(name)
+    photo = tmp_path / "IMG_0042.JPG"
+    photo.write_bytes(noisy_jpeg(10))
+    url = f"http://{client.server.host}:{client.server.port}"
+    result = await asyncio.to_thread(  # the command runs its own event loop; the gateway's keeps serving
+        CliRunner().invoke, main, ["upload", str(photo), "--direct", "--url", url], env={"PHOTOSTREAM_API_KEY": key}
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 accepted" in result.output
+    [upload_id] = [key.rsplit("/", 1)[1] for key in await client.services.store.list_keys(f"originals/{name}/")]
+    assert await client.services.store.get(original_key(name, upload_id)) == photo.read_bytes()
+    again = await asyncio.to_thread(
+        CliRunner().invoke, main, ["upload", str(photo), "--direct", "--url", url], env={"PHOTOSTREAM_API_KEY": key}
+    )
+    assert "1 duplicates (already uploaded)" in again.output, again.output
+
+
+def test_resumable_and_direct_are_exclusive(tmp_path):
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"x")
+    result = CliRunner().invoke(
+        main, ["upload", str(photo), "--direct", "--resumable"], env={"PHOTOSTREAM_API_KEY": "k"}
+    )
+    assert result.exit_code == 2
+    assert "choose one" in result.output
