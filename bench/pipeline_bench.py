@@ -20,7 +20,6 @@ import aiohttp
 
 from bench.cpu_share import CpuShare
 from photostream.config import KafkaSettings, S3Settings
-from photostream.objectstore import ObjectStore
 from photostream.topics import ensure_topics
 from producers.keys import create_keys
 from schemas.events import ImageProcessed, ImageReady
@@ -78,52 +77,6 @@ async def _post_all(url: str, keys: dict[str, str], bodies: list[tuple[str, byte
     async with _session(clients) as session:
         await asyncio.gather(*(client(session) for _ in range(clients)))
     return finished
-
-
-def gateway_against_s3(paths: list[Path], *, clients: int = 32, uploads: int = 64) -> dict:
-    """Accepted uploads per second through the gateway vs raw S3 PUTs of the same bytes, same concurrency."""
-    kafka, s3 = KafkaSettings(), S3Settings()
-    ensure_topics(kafka)
-    # Distinct content per upload (the gateway answers repeats from its ledger): a few bytes after
-    # the JPEG's end, which decoders ignore.
-    bodies = [paths[i % len(paths)].read_bytes() + uuid.uuid4().bytes for i in range(uploads)]
-    photographer = f"bench-gw-{uuid.uuid4().hex[:8]}"
-    keys = asyncio.run(create_keys(s3, [photographer]))
-    with tempfile.TemporaryDirectory() as directory:
-        gateway, url = _start_gateway(kafka, s3, Path(directory), {})
-        try:
-            started = time.monotonic()
-            finished = asyncio.run(_post_all(url, keys, [(photographer, b) for b in bodies], clients))
-            gateway_rate = len(finished) / (max(finished) - started)
-        finally:
-            gateway.stop()
-
-    async def raw_puts() -> float:
-        store = ObjectStore(s3, max_workers=clients)
-        limit = asyncio.Semaphore(clients)
-        prefix = f"bench/raw/{uuid.uuid4().hex[:8]}"
-
-        async def put(index: int, body: bytes) -> None:
-            async with limit:
-                await store.put(f"{prefix}/{index}.jpg", body, content_type="image/jpeg")
-
-        try:
-            begun = time.monotonic()
-            await asyncio.gather(*(put(i, b) for i, b in enumerate(bodies)))
-            return len(bodies) / (time.monotonic() - begun)
-        finally:
-            store.close()
-
-    s3_rate = asyncio.run(raw_puts())
-    megabytes = sum(map(len, bodies)) / len(bodies) / 1e6
-    return {
-        "uploads": uploads,
-        "clients": clients,
-        "megabytes_each": round(megabytes, 2),
-        "gateway_per_second": gateway_rate,
-        "s3_put_per_second": s3_rate,
-        "ratio": gateway_rate / s3_rate,
-    }
 
 
 @dataclass

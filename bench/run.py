@@ -8,7 +8,9 @@
    photo at a time when idle, the sustained rate over 200 uploads (kept 24 ahead of the
    processing, so uploads go on beside it), the core-seconds each part uses, and latency under
    open-loop Poisson arrivals at 50 % and 80 % of that rate (15 photographers, one sending 30 %).
-3. The gateway: accepted uploads per second against raw S3 PUTs, 32 clients.
+3. The front door: uploads per second of the multipart POST, tus and the direct path against raw
+   S3 PUTs of the same photos, 32 clients, each as a ratio with its goal (bench/front_door.py),
+   and how soon an SSE client hears an ImageReady written to Kafka (bench/live_latency.py).
 4. Analytics: the doc's ten questions, the dashboard and the status on 30 days of history
    (bench/analytics.py, which also writes bench/results/analytics.json and analytics.md).
 
@@ -33,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import analytics, image_peers, pipeline_bench
+from bench import analytics, front_door, image_peers, live_latency, pipeline_bench
 from bench.photoset import PhotoSet, photo_set, save
 from photostream.config import StackSettings
 from photostream.stack import Stack, State
@@ -52,8 +54,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="rounds of every measurement; figures are their median")
     parser.add_argument("--sustained-photos", type=int, default=200, help="uploads in a sustained-rate run")
     parser.add_argument("--open-loop-seconds", type=float, default=180, help="length of each open-loop run")
-    parser.add_argument("--gateway-uploads", type=int, default=64)
-    parser.add_argument("--clients", type=int, default=32, help="concurrent clients for the gateway measurement")
+    parser.add_argument("--gateway-uploads", type=int, default=64, help="uploads per way in each front-door round")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients at the front door")
     parser.add_argument(
         "--analytics", choices=("full", "quick", "skip"), default="full", help="the analytics section's scale"
     )
@@ -95,8 +97,10 @@ def measure(args: argparse.Namespace, photos: PhotoSet) -> None:
             print(f"round {round_ + 1}: open-loop arrivals at {share:.0%} of {rate:.2f} photos/s...", flush=True)
             run = pipeline_bench.open_loop(paths, rate=share * rate, seconds=args.open_loop_seconds, seed=round_)
             pipeline[key].append(run)
-    print("the gateway against raw S3...", flush=True)
-    gateway = pipeline_bench.gateway_against_s3(paths, clients=args.clients, uploads=args.gateway_uploads)
+    print("the front door: POST, tus and direct against raw S3 PUT...", flush=True)
+    gateway = front_door.measure(paths, clients=args.clients, uploads=args.gateway_uploads, runs=args.runs)
+    print("live progress: ImageReady on Kafka to the SSE event...", flush=True)
+    gateway["live"] = live_latency.measure(paths)
     insights = None
     if args.analytics != "skip":
         print("analytics: questions, dashboard and status on generated history...", flush=True)
@@ -219,14 +223,7 @@ def report(
             lines.append(f"| {name} | {statistics.median(measured):.2f} | {min(measured):.2f}-{max(measured):.2f} |")
         else:
             lines.append(f"| {name} | not run | |")
-    raw, accepted = gateway["s3_put_per_second"], gateway["gateway_per_second"]
-    lines += [
-        "",
-        f"| {gateway['clients']} clients, {gateway['megabytes_each']} MB each | uploads/s | ratio |",
-        "|---|---|---|",
-        f"| raw S3 PUT | {raw:.1f} | 1.00 |",
-        f"| gateway, accepted (202) | {accepted:.1f} | {accepted / raw:.2f} |",
-    ]
+    lines += ["", *front_door.report(gateway), "", *live_latency.report(gateway["live"])]
     return lines
 
 

@@ -2,6 +2,7 @@
 
     POST /v1/uploads             multipart: one or more ``file`` parts, optional ``title`` and ``tags``
     GET  /v1/uploads/{upload_id} the upload's status, for its own photographer only
+    GET  /v1/uploads/{upload_id}/events, GET /v1/ws   its stages as they happen (``producers.live``)
     POST /v1/uploads/direct      presigned S3 URLs; then POST /v1/uploads/{upload_id}/complete (``producers.direct``)
     /v1/tus/                     resumable uploads (tus 1.0.0, ``producers.tus``)
     GET  /healthz                the process is serving
@@ -44,8 +45,10 @@ from producers.fields import clean_filename, parse_tags, parse_title
 from producers.ingest import OriginalWriter, RejectedFile, StagedOriginal, stage
 from producers.keys import KeyStore
 from producers.ledger import UploadLedger, UploadRecord, original_key, pending_key, staging_key, upload_id_for
+from producers.live import LiveProgress
 from producers.metrics import GatewayMetrics
 from producers.originals import HeldOriginals
+from producers.progress_feed import ProgressFeed
 from producers.schema_routes import add_schema_routes
 from producers.staging_sweep import sweep_forever
 from producers.status import Progress, StatusSource
@@ -103,6 +106,8 @@ class Services:
     status: StatusSource | None = None
     # The operators' charts at /dashboard; without it the page is not served.
     dashboard: Dashboard | None = None
+    # Stages past the gateway as they happen, for SSE and WebSocket followers; without it those are not served.
+    feed: ProgressFeed | None = None
 
     def close(self) -> None:
         """Flush pending events and release connections."""
@@ -654,6 +659,8 @@ def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMe
     app = web.Application(middlewares=[_error_middleware(gateway)], client_max_size=MAX_FIELD_BYTES * 4)
     app.router.add_post("/v1/uploads", gateway.create_uploads)
     DirectUploads(gateway).add_routes(app)
+    if services.feed is not None:
+        LiveProgress(gateway, services.feed).add_routes(app)
     app.router.add_get("/v1/uploads/{upload_id}", gateway.get_upload)
     if services.dashboard is not None:
         app.router.add_get("/dashboard", services.dashboard.page)

@@ -24,6 +24,7 @@ from producers.dashboard import Dashboard
 from producers.gateway import Services, create_app
 from producers.keys import S3KeyStore
 from producers.ledger import UploadLedger
+from producers.progress_feed import ProgressFeed
 from producers.publisher import KafkaUploadEvents
 from producers.status import ClickHouseStatus
 from schemas.serde import EventSerde
@@ -47,13 +48,14 @@ def build_services(
     store = ObjectStore(s3)
     reader = reader_for(warehouse)  # shared by status and dashboard; the status source closes it
     token = gateway.dashboard_token
+    serde = EventSerde(registry.url)
     return Services(
         store=store,
         keys=S3KeyStore(store, unknown_cache_seconds=gateway.unknown_key_cache_seconds),
         ledger=UploadLedger(store),
         events=KafkaUploadEvents(
             kafka,
-            EventSerde(registry.url),
+            serde,
             gateway_id=gateway.instance_id,
             delivery_timeout=gateway.kafka_delivery_timeout,
         ),
@@ -64,6 +66,7 @@ def build_services(
             token=token.get_secret_value() if token else None,
             retry_after=gateway.retry_after_seconds,
         ),
+        feed=ProgressFeed(kafka, serde),
     )
 
 

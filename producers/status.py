@@ -8,7 +8,7 @@ instance answers the same, whichever backend runs.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -16,6 +16,8 @@ from photostream.warehouse import Reader, jsonable
 from schemas.events import ImageMetadata
 
 _METADATA_FIELDS = tuple(ImageMetadata.__dataclass_fields__)
+# The stages an image row dates, and the columns that do.
+_IMAGE_STAGES = {"processing": "processing_started_at", "processed": "processed_at"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class Progress:
     variants: list[dict[str, Any]] = field(default_factory=list)
     duplicate_of: str | None = None
     error: dict[str, str] | None = None
+    # When each stage past the gateway happened (``processing``, ``processed``, ``ready``, ``failed``), ISO 8601.
+    timeline: dict[str, str] = field(default_factory=dict)
 
 
 class StatusSource(Protocol):
@@ -81,20 +85,24 @@ class ClickHouseStatus:
                 self._reader.query(queries["image"], parameters),
                 self._reader.query(queries["variants"], parameters),
             )
+        row = _newest(image.dicts())
+        timeline = {stage: _utc_iso(row.pop(column)) for stage, column in _IMAGE_STAGES.items() if column in row}
+        duplicate = row.pop("duplicate_of", None)
+        processed = Progress(
+            status="queued",
+            metadata={name: jsonable(value) for name, value in row.items()} or None,
+            duplicate_of=str(duplicate) if duplicate else None,
+            timeline=timeline,
+        )
         if ready.rows:
-            row = _newest(image.dicts())
-            duplicate_of = row.pop("duplicate_of", None)
-            return Progress(
-                status="completed",
-                metadata={name: jsonable(value) for name, value in row.items()} or None,
-                variants=_newest_variants(variants.dicts()),
-                duplicate_of=str(duplicate_of) if duplicate_of else None,
-            )
+            timeline["ready"] = _utc_iso(_newest(ready.dicts())["ready_at"])
+            return replace(processed, status="completed", variants=_newest_variants(variants.dicts()))
         failure = await self._reader.query(queries["failure"], parameters)
         if failure.rows:
-            reason, detail, stage = failure.rows[0]
-            return Progress(status="failed", error={"code": reason, "detail": detail, "stage": stage})
-        return Progress(status="queued")
+            reason, detail, stage, failed_at = failure.rows[0]
+            timeline["failed"] = _utc_iso(failed_at)
+            return replace(processed, status="failed", error={"code": reason, "detail": detail, "stage": stage})
+        return processed
 
     async def close(self) -> None:
         """Close the reader."""
@@ -109,10 +117,10 @@ def _lookups(db: str, *, day_known: bool) -> dict[str, str]:
         return key + (f" AND toDate({day_column}) = {{day:Date}}" if day_known else "")
 
     return {
-        "ready": f"SELECT version, variant_count FROM {db}.ready WHERE {on('received_at')}",  # noqa: S608
+        "ready": f"SELECT version, variant_count, ready_at FROM {db}.ready WHERE {on('received_at')}",  # noqa: S608
         "image": (
-            f"SELECT version, {', '.join(_METADATA_FIELDS)}, duplicate_of "  # noqa: S608
-            f"FROM {db}.images WHERE {on('received_at')}"
+            f"SELECT version, {', '.join(_METADATA_FIELDS)}, duplicate_of, "  # noqa: S608
+            f"{', '.join(_IMAGE_STAGES.values())} FROM {db}.images WHERE {on('received_at')}"
         ),
         "variants": (
             "SELECT version, variant AS name, format, width, height, bytes, key "  # noqa: S608
@@ -120,10 +128,17 @@ def _lookups(db: str, *, day_known: bool) -> dict[str, str]:
         ),
         # A failure's partition is the day of ifNull(received_at, failed_at).
         "failure": (
-            f"SELECT reason, detail, stage FROM {db}.failures "  # noqa: S608
+            f"SELECT reason, detail, stage, failed_at FROM {db}.failures "  # noqa: S608
             f"WHERE {on('ifNull(received_at, failed_at)')} ORDER BY failed_at DESC, version DESC LIMIT 1"
         ),
     }
+
+
+def _utc_iso(moment: datetime | str) -> str:
+    """A ClickHouse time (naive or not, UTC either way; ISO text through the sinks' endpoint) with its offset."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 def _newest(rows: list[dict[str, Any]]) -> dict[str, Any]:

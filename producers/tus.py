@@ -229,6 +229,44 @@ class _Checksum:
         return self._hash is None or self._hash.digest() == self._expected
 
 
+class _RunningDigests:
+    """The SHA-256 of each upload's bytes so far, for uploads whose bytes all came through this process.
+
+    When the last byte arrives here too, the file need not be read back from the store for its hash.
+    An upload resumed on another instance, or after a restart, is read back instead. Bounded: the
+    oldest entries are dropped first.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._digests: dict[str, tuple[int, Any, bytes]] = {}
+
+    def resume(self, tus_id: str, offset: int) -> tuple[Any, bytearray] | None:
+        """A copy of the digest (and the file's first bytes) covering exactly ``offset`` bytes, if held."""
+        if offset == 0:
+            return hashlib.sha256(), bytearray()
+        held = self._digests.get(tus_id)
+        if held is None or held[0] != offset:
+            return None
+        return held[1].copy(), bytearray(held[2])
+
+    def keep(self, tus_id: str, offset: int, running: tuple[Any, bytearray] | None) -> None:
+        """Remember the digest of the first ``offset`` bytes (forget the upload's when there is none)."""
+        self._digests.pop(tus_id, None)
+        if running is None:
+            return
+        if len(self._digests) >= self._limit:
+            del self._digests[next(iter(self._digests))]
+        self._digests[tus_id] = (offset, running[0], bytes(running[1]))
+
+    def take(self, tus_id: str, length: int) -> tuple[str, bytes] | None:
+        """The hex digest and first bytes of a whole file of ``length`` bytes, if held; forgotten either way."""
+        held = self._digests.pop(tus_id, None)
+        if held is None or held[0] != length:
+            return None
+        return held[1].hexdigest(), held[2]
+
+
 class _BodyEnded(Exception):
     """The client's body stopped early (dropped connection, or a pause past the read timeout)."""
 
@@ -242,6 +280,7 @@ class TusUploads:
         self.settings = gateway.settings
         self.store: Store = gateway.services.store
         self._locks = _Locks()
+        self._digests = _RunningDigests()
 
     def add_routes(self, app: web.Application) -> None:
         """Serve the tus endpoints on ``app``."""
@@ -405,6 +444,8 @@ class TusUploads:
         room = upload.length - upload.offset
         buffer = bytearray(await self.store.get(upload.tail_key) if upload.tail_key else b"")
         multipart = upload.multipart
+        running = self._digests.resume(upload.tus_id, upload.offset)
+        unhashed = 0  # bytes at the end of ``buffer`` not yet in ``running``
         received = 0
         try:
             async for chunk in self._body(request):
@@ -413,15 +454,23 @@ class TusUploads:
                     raise problems.bad_request(f"the body goes past Upload-Length ({upload.length} bytes)")
                 checksum.update(chunk)
                 buffer += chunk
+                unhashed += len(chunk)
                 while len(buffer) >= upload.part_bytes:
+                    hashed = len(buffer) - unhashed  # the bytes at the front that ``running`` has seen
                     part = bytes(buffer[: upload.part_bytes])
                     del buffer[: upload.part_bytes]
-                    multipart = await self.store.upload_part(multipart, part)
+                    fresh = part[min(hashed, len(part)) :]
+                    unhashed -= len(fresh)
+                    _, multipart = await asyncio.gather(
+                        _digest(running, fresh), self.store.upload_part(multipart, part)
+                    )
         except (_BodyEnded, asyncio.CancelledError) as ended:
             if checksum.given:
                 raise
+            await _digest(running, bytes(buffer[len(buffer) - unhashed :]) if unhashed else b"")
             kept = self._keep(upload, etag, multipart, buffer, upload.offset + received)
             upload, etag = await asyncio.shield(kept)  # saved even when the handler is cancelled
+            self._digests.keep(upload.tus_id, upload.offset, running)
             log.info(
                 "tus upload %s broke off at %d of %d bytes: %s", upload.tus_id, upload.offset, upload.length, ended
             )
@@ -430,6 +479,7 @@ class TusUploads:
             raise problems.ProblemError(
                 problems.Problem("request-timeout", 408, "Request timeout", f"{ended}; resume from {upload.offset}")
             ) from ended
+        await _digest(running, bytes(buffer[len(buffer) - unhashed :]) if unhashed else b"")
         if not checksum.matches():
             raise problems.ProblemError(
                 problems.Problem(
@@ -439,7 +489,9 @@ class TusUploads:
                     "the body does not match Upload-Checksum; send it again",
                 )
             )
-        return await self._keep(upload, etag, multipart, buffer, upload.offset + received)
+        upload, etag = await self._keep(upload, etag, multipart, buffer, upload.offset + received)
+        self._digests.keep(upload.tus_id, upload.offset, running)
+        return upload, etag
 
     async def _keep(
         self, upload: TusUpload, etag: str, multipart: MultipartUpload, buffer: bytearray, offset: int
@@ -499,7 +551,11 @@ class TusUploads:
         metadata = parse_metadata(upload.metadata)
         filename = _filename(metadata)
         try:
-            staged = await self._read_back(upload)
+            held = self._digests.take(upload.tus_id, upload.length)
+            if held is None:
+                staged = await self._read_back(upload)
+            else:
+                staged = StagedOriginal(content_type_of(held[1]), upload.length, held[0])
         except RejectedFile as rejection:
             await remove(self.store, upload)
             raise problems.ProblemError(self.gateway.rejection_problem(rejection, filename)) from None
@@ -537,6 +593,16 @@ class TusUploads:
         if size != upload.length:
             raise StoreError(f"tus upload {upload.tus_id} holds {size} bytes, not {upload.length}")
         return StagedOriginal(content_type_of(bytes(head)), size, digest.hexdigest())
+
+
+async def _digest(running: tuple[Any, bytearray] | None, data: bytes) -> None:
+    """Add ``data`` to a running digest (and the file's first bytes) off the event loop."""
+    if running is None or not data:
+        return
+    digest, head = running
+    if len(head) < SNIFF_BYTES:
+        head.extend(data[: SNIFF_BYTES - len(head)])
+    await asyncio.to_thread(digest.update, data)
 
 
 async def remove(store: Store, upload: TusUpload) -> None:

@@ -146,12 +146,59 @@ class Uploader:
                 return list(await asyncio.gather(*(one(path, size) for path, size in zip(files, sizes, strict=True))))
 
     async def wait(self, outcomes: Sequence[Outcome], *, timeout: float = 600.0, every: float = 1.0) -> None:
-        """Poll the status of each accepted upload until it is completed or failed (or ``timeout`` passes)."""
+        """Follow each accepted upload until it is completed or failed (or ``timeout`` passes).
+
+        The gateway pushes the stages over its WebSocket (``/v1/ws``); a gateway without one, or a
+        connection that breaks, is polled for what is left.
+        """
         pending: dict[str, list[Outcome]] = {}
         for outcome in outcomes:
             if outcome.upload_id and outcome.result in {"accepted", "existing"}:
                 pending.setdefault(outcome.upload_id, []).append(outcome)
         deadline = time.monotonic() + timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self._follow(pending)
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            if pending:
+                self.console.print(f"[dim]no live progress ({exc!r}); asking the status instead[/dim]")
+        await self._poll(pending, deadline, every)
+
+    async def _follow(self, pending: dict[str, list[Outcome]]) -> None:
+        """Take the final stage of each pending upload from the gateway's WebSocket, removing it from ``pending``."""
+        if not pending:
+            return
+        finals: dict[str, dict[str, Any]] = {upload_id: {} for upload_id in pending}
+        async with (
+            aiohttp.ClientSession(headers=self._headers) as session,
+            session.ws_connect(f"{self._url}/v1/ws", heartbeat=30) as socket,
+        ):
+            await socket.send_json({"subscribe": list(pending)})
+            with self.console.status(f"waiting for {len(pending)} uploads to be processed") as status:
+                while pending:
+                    message = await socket.receive_json()
+                    upload_id = message.get("upload_id")
+                    if upload_id not in pending:
+                        continue
+                    final = finals[upload_id]
+                    if "error" in message and "stage" not in message:  # not found: leave it to the poll
+                        raise ValueError(f"the gateway does not know {upload_id}")
+                    if message["stage"] == "processed":
+                        final["metadata"] = message.get("metadata")
+                        if message.get("duplicate_of"):
+                            final["duplicate_of"] = message["duplicate_of"]
+                    elif message["stage"] in {"ready", "failed"}:
+                        final["status"] = "completed" if message["stage"] == "ready" else "failed"
+                        if message["stage"] == "failed":
+                            final["error"] = message["error"]
+                        for outcome in pending.pop(upload_id):
+                            outcome.final = final
+                        status.update(f"waiting for {len(pending)} uploads to be processed")
+
+    async def _poll(self, pending: dict[str, list[Outcome]], deadline: float, every: float) -> None:
+        """Poll the status of each pending upload until it is completed or failed (or ``deadline`` passes)."""
+        if not pending:
+            return
         async with aiohttp.ClientSession(headers=self._headers) as session:
             with self.console.status(f"waiting for {len(pending)} uploads to be processed") as status:
                 while pending and time.monotonic() < deadline:

@@ -29,6 +29,7 @@ from photostream.stack import Stack, State
 from photostream.topics import ensure_topics
 from producers.dashboard import Dashboard
 from producers.gateway import create_app
+from producers.progress_feed import ProgressFeed
 from producers.status import ClickHouseStatus
 from tests.gateway_client import gateway_services
 from tests.pipeline import Sinks
@@ -125,7 +126,10 @@ def make_gateway(aiohttp_client, local_stack, sinks):
         reader = sinks.reader()
         status = ClickHouseStatus(reader, DATABASE)
         dashboard = Dashboard(reader, DATABASE, token=token)
-        services = gateway_services(local_stack.kafka, local_stack.s3, settings, status=status, dashboard=dashboard)
+        feed = ProgressFeed(local_stack.kafka)
+        services = gateway_services(
+            local_stack.kafka, local_stack.s3, settings, status=status, dashboard=dashboard, feed=feed
+        )
         client = await aiohttp_client(create_app(settings, services))
         client.services = services
         return client

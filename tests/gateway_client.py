@@ -14,6 +14,7 @@ from producers.dashboard import Dashboard
 from producers.gateway import Services
 from producers.keys import S3KeyStore
 from producers.ledger import UploadLedger
+from producers.progress_feed import ProgressFeed
 from producers.publisher import KafkaUploadEvents
 from producers.status import StatusSource
 from schemas.events import UploadReceived
@@ -27,6 +28,7 @@ def gateway_services(
     *,
     status: StatusSource | None = None,
     dashboard: Dashboard | None = None,
+    feed: ProgressFeed | None = None,
 ) -> Services:
     """The gateway's real adapters, with the quota read fresh on every request."""
     store = ObjectStore(s3)
@@ -42,6 +44,7 @@ def gateway_services(
         ),
         status=status,
         dashboard=dashboard,
+        feed=feed,
     )
 
 

@@ -15,9 +15,11 @@ import httpx
 import pytest
 from PIL import Image
 
+from photostream.config import WorkerSettings
+from photostream.topics import ensure_topics
 from schemas.topics import PHOTO_PROCESSED
 from tests.processes import free_port
-from tests.streams.workers import OutputReader
+from tests.streams.workers import OutputReader, start_group_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -25,8 +27,9 @@ PHOTOSTREAM = [sys.executable, "-m", "photostream"]
 
 
 def _jpeg() -> bytes:
+    """A photo of its own for each run: the same content again would be answered as existing, unpublished."""
     out = io.BytesIO()
-    Image.new("RGB", (32, 32), (12, 34, 56)).save(out, format="JPEG")
+    Image.frombytes("RGB", (32, 32), os.urandom(32 * 32 * 3)).save(out, format="JPEG")
     return out.getvalue()
 
 
@@ -49,6 +52,10 @@ def test_keys_create_refuses_a_bad_photographer_id(local_stack):
 
 
 def test_run_serves_the_gateway_and_workers_with_a_dev_key_and_stops_on_ctrl_c(local_stack):
+    # `run`'s workers use the default group, which starts at the earliest upload: past every upload
+    # earlier tests published (hundreds), so this test's own is not queued behind them.
+    ensure_topics(local_stack.kafka)
+    start_group_at_end(local_stack.kafka, WorkerSettings().app_id)
     port = free_port()
     env = {**os.environ, "GATEWAY_PORT": str(port)}
     proc = subprocess.Popen([*PHOTOSTREAM, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

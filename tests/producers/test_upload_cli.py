@@ -96,4 +96,5 @@ async def test_upload_a_folder_through_the_pipeline_and_wait(make_gateway, worke
     assert "5 files" in stdout
     assert "3 accepted, 1 duplicates (already uploaded), 1 rejected (unsupported-media-type: 1)" in stdout
     assert "4 completed, 0 failed, 0 still queued" in stdout  # the duplicate reports its image
+    assert "no live progress" not in stdout + stderr  # the stages were pushed, not polled
     assert "c.jpg" in stdout

@@ -178,11 +178,11 @@ async def test_a_missing_original_is_a_dead_letter(executor):
     assert failure.reason is FailureReason.MISSING_ORIGINAL
 
 
-async def test_an_original_that_changed_since_the_gateway_is_corrupt(executor):
+async def test_an_original_that_changed_since_the_gateway_is_a_checksum_mismatch(executor):
     upload = upload_of(photo(5, size=(200, 100)))
     other = photo(6, size=(200, 100))
     (failure,) = await run(handler_for(await store_of({upload.original_key: other}), executor), upload)
-    assert failure.reason is FailureReason.CORRUPT
+    assert failure.reason is FailureReason.CHECKSUM_MISMATCH
     assert "sha256" in failure.detail
 
 
@@ -293,13 +293,15 @@ async def test_a_large_original_that_cannot_be_decoded_leaves_no_temp_file(execu
     assert list(tmp_path.iterdir()) == []
 
 
-async def test_a_large_original_that_changed_is_corrupt_and_leaves_no_temp_file(executor, tmp_path, monkeypatch):
+async def test_a_large_original_that_changed_is_a_checksum_mismatch_and_leaves_no_temp_file(
+    executor, tmp_path, monkeypatch
+):
     upload = upload_of(photo(13, size=(1200, 900)))
     other = photo(14, size=(1200, 900))
     handler = spilling_handler(await store_of({upload.original_key: other}), executor, tmp_path)
     seen = spy_on_sources(handler, monkeypatch, tmp_path)
     (failure,) = await run(handler, upload)
-    assert failure.reason is FailureReason.CORRUPT
+    assert failure.reason is FailureReason.CHECKSUM_MISMATCH
     assert "sha256" in failure.detail
     assert seen == []  # never decoded
     assert list(tmp_path.iterdir()) == []

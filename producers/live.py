@@ -1,0 +1,245 @@
+"""Following uploads as they go: Server-Sent Events for one upload, a WebSocket for many.
+
+    GET /v1/uploads/{upload_id}/events   text/event-stream: one event per stage, ends after ready or failed
+    GET /v1/ws                           send {"subscribe": [ids]} (or "unsubscribe"); stages come as JSON
+
+Both send the owner the stages already passed first (from the ledger and the status), then each
+new one as the gateway's progress feed reads it from Kafka (``producers.progress_feed``), each
+stage once, in order. A follower is registered with the feed before the past is read, so no
+stage falls between the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+from aiohttp_sse import sse_response
+
+from photostream.warehouse import WarehouseError
+from producers import problems
+from producers.ledger import UploadRecord
+from producers.progress_feed import FINAL_STAGES, STAGES, ProgressFeed, StageEvent, metadata_summary
+
+if TYPE_CHECKING:
+    from producers.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+# When ``ready`` comes before ``processed`` (two topics, no order between them), how long to wait for it.
+_REORDER_SECONDS = 1.0
+# After this long without a stage, a follower asks the status as well (a stage a restarted gateway missed).
+_RECHECK_SECONDS = 10.0
+
+
+class LiveProgress:
+    """The SSE and WebSocket endpoints, bound to the gateway and its progress feed."""
+
+    def __init__(self, gateway: Gateway, feed: ProgressFeed) -> None:
+        """Use ``gateway``'s authentication, ledger and status, and ``feed`` for what comes next."""
+        self.gateway = gateway
+        self.feed = feed
+
+    def add_routes(self, app: web.Application) -> None:
+        """Serve the endpoints on ``app``; the feed runs while the app does."""
+        app.router.add_get("/v1/uploads/{upload_id}/events", self.events)
+        app.router.add_get("/v1/ws", self.websocket)
+
+        async def run_feed(_: web.Application) -> Any:
+            await self.feed.start()
+            yield
+            await self.feed.stop()
+
+        app.cleanup_ctx.append(run_feed)
+
+    async def _owned(self, photographer_id: str, raw_id: str) -> UploadRecord | None:
+        try:
+            upload_id = str(uuid.UUID(str(raw_id)))
+        except ValueError:
+            return None
+        record = await self.gateway.services.ledger.find(upload_id)
+        return record if record is not None and record.photographer_id == photographer_id else None
+
+    async def _past(self, record: UploadRecord) -> list[StageEvent]:
+        """The stages the upload has passed: from the ledger, the status, and what the feed read lately.
+
+        The status is written a moment after each event; the feed's recent stages cover that moment.
+        """
+        known = {stage.stage: stage for stage in await self._from_status(record)}
+        for stage in self.feed.recent(record.upload_id):
+            known.setdefault(stage.stage, stage)
+        return sorted(known.values(), key=lambda stage: STAGES.index(stage.stage))
+
+    async def _from_status(self, record: UploadRecord) -> list[StageEvent]:
+        passed = [StageEvent(record.upload_id, "received", record.received_at)]
+        status = self.gateway.services.status
+        if status is None:
+            return passed
+        try:
+            progress = await status.progress(
+                record.upload_id, record.photographer_id, datetime.fromisoformat(record.received_at)
+            )
+        except WarehouseError as exc:
+            log.warning("the past stages of %s are unknown (status store): %s", record.upload_id, exc)
+            return passed
+        timeline = progress.timeline
+        if "processing" in timeline:
+            passed.append(StageEvent(record.upload_id, "processing", timeline["processing"]))
+        if "processed" in timeline:
+            details = metadata_summary(progress.metadata, progress.duplicate_of)
+            passed.append(StageEvent(record.upload_id, "processed", timeline["processed"], details))
+        if progress.status == "completed" and "ready" in timeline:
+            variants = [
+                {name: variant.get(name) for name in ("name", "format", "width", "height", "bytes")}
+                for variant in progress.variants
+            ]
+            passed.append(StageEvent(record.upload_id, "ready", timeline["ready"], {"variants": variants}))
+        if progress.status == "failed" and progress.error:
+            passed.append(StageEvent(record.upload_id, "failed", timeline.get("failed", ""), {"error": progress.error}))
+        return passed
+
+    # -- GET /v1/uploads/{upload_id}/events ---------------------------------------------------
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """One upload's stages as Server-Sent Events; the owner only (404 for anyone else)."""
+        photographer_id = await self.gateway.photographer(request)
+        record = await self._owned(photographer_id, request.match_info["upload_id"])
+        if record is None:
+            raise problems.not_found(f"no upload {request.match_info['upload_id']!r}")
+        with self.feed.follow({record.upload_id}) as queue:
+            past = await self._past(record)
+            async with sse_response(request, headers={"Cache-Control": "no-store"}) as stream:
+                order = _Order(record)
+                for stage in past:
+                    await self._send_sse(stream, order, stage)
+                while not order.done:
+                    # Nothing for a while: ask the status too, in case a stage passed unseen (a restart).
+                    for stage in await order.next_from(queue) or await self._past(record):
+                        await self._send_sse(stream, order, stage)
+            return stream
+
+    @staticmethod
+    async def _send_sse(stream: Any, order: _Order, stage: StageEvent) -> None:
+        if order.take(stage):
+            await stream.send(json.dumps(stage.to_dict()), event=stage.stage, id=stage.stage)
+
+    # -- GET /v1/ws ------------------------------------------------------------------------------
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        """Many uploads' stages over one WebSocket; authenticated before the upgrade."""
+        photographer_id = await self.gateway.photographer(request)
+        socket = web.WebSocketResponse(heartbeat=30)
+        await socket.prepare(request)
+        outbox: asyncio.Queue[StageEvent | dict[str, Any]] = asyncio.Queue()
+        orders: dict[str, _Order] = {}
+        sending = asyncio.create_task(self._send_ws(socket, outbox, orders))
+        try:
+            async for message in socket:
+                if message.type != WSMsgType.TEXT:
+                    continue
+                await self._on_ws_message(photographer_id, message.data, outbox, orders)
+        finally:
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending
+            self.feed.drop(outbox, set(orders))
+        return socket
+
+    async def _on_ws_message(
+        self,
+        photographer_id: str,
+        data: str,
+        outbox: asyncio.Queue[StageEvent | dict[str, Any]],
+        orders: dict[str, _Order],
+    ) -> None:
+        try:
+            request = json.loads(data)
+            subscribe, unsubscribe = request.get("subscribe", []), request.get("unsubscribe", [])
+            if not isinstance(subscribe, list) or not isinstance(unsubscribe, list):
+                raise TypeError
+        except (ValueError, TypeError, AttributeError):
+            outbox.put_nowait({"error": "bad-request", "detail": 'send {"subscribe": [upload ids]}'})
+            return
+        for raw_id in unsubscribe:
+            upload_id = str(raw_id)
+            if orders.pop(upload_id, None) is not None:
+                self.feed.drop(outbox, {upload_id})
+        for raw_id in subscribe:
+            record = await self._owned(photographer_id, raw_id)
+            if record is None:
+                outbox.put_nowait({"upload_id": str(raw_id), "error": "not-found"})
+                continue
+            if record.upload_id in orders:
+                continue
+            orders[record.upload_id] = _Order(record)
+            self.feed.add(outbox, record.upload_id)
+            for stage in await self._past(record):
+                outbox.put_nowait(stage)
+
+    async def _send_ws(
+        self,
+        socket: web.WebSocketResponse,
+        outbox: asyncio.Queue[StageEvent | dict[str, Any]],
+        orders: dict[str, _Order],
+    ) -> None:
+        while True:
+            try:
+                item = await asyncio.wait_for(outbox.get(), _RECHECK_SECONDS)
+            except TimeoutError:  # nothing for a while: ask the status too, in case a stage passed unseen
+                for waiting in list(orders.values()):
+                    for stage in await self._past(waiting.record):
+                        outbox.put_nowait(stage)
+                continue
+            if isinstance(item, dict):
+                await socket.send_json(item)
+                continue
+            order = orders.get(item.upload_id)
+            if order is None or not order.take(item):
+                continue
+            await socket.send_json(item.to_dict())
+            if order.done:
+                orders.pop(item.upload_id, None)
+                self.feed.drop(outbox, {item.upload_id})
+
+
+class _Order:
+    """Which stages of one upload were sent: each once, none after the final one."""
+
+    def __init__(self, record: UploadRecord) -> None:
+        self.record = record
+        self.sent: set[str] = set()
+
+    @property
+    def done(self) -> bool:
+        return bool(self.sent & FINAL_STAGES)
+
+    def take(self, stage: StageEvent) -> bool:
+        """Whether ``stage`` is to be sent now (and note that it is)."""
+        if self.done or stage.stage in self.sent:
+            return False
+        self.sent.add(stage.stage)
+        return True
+
+    async def next_from(self, queue: asyncio.Queue[StageEvent]) -> list[StageEvent]:
+        """The next stages from ``queue``, in order (none after ``_RECHECK_SECONDS`` of quiet).
+
+        A ``ready`` that overtook ``processed`` (two topics, no order between them) waits briefly for it.
+        """
+        try:
+            stage = await asyncio.wait_for(queue.get(), _RECHECK_SECONDS)
+        except TimeoutError:
+            return []
+        if stage.stage != "ready" or "processed" in self.sent:
+            return [stage]
+        waiting = [stage]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_REORDER_SECONDS):
+                while "processed" not in {item.stage for item in waiting}:
+                    waiting.append(await queue.get())
+        return sorted(waiting, key=lambda item: STAGES.index(item.stage))

@@ -1,0 +1,38 @@
+"""make bench's front-door table: each way's ratio to raw S3 PUT, round by round, against its goal."""
+
+from __future__ import annotations
+
+import statistics
+
+from bench.front_door import GOALS, METHODS, report
+
+
+def _result(rates: dict[str, list[float]]) -> dict:
+    raw = rates["raw S3 PUT"]
+    ratios = {method: [rate / base for rate, base in zip(rates[method], raw, strict=True)] for method in GOALS}
+    return {
+        "clients": 32,
+        "uploads": 64,
+        "runs": 3,
+        "megabytes_each": 4.2,
+        "rates": rates,
+        "ratios": ratios,
+        "medians": {method: statistics.median(values) for method, values in rates.items()},
+        "median_ratios": {method: statistics.median(values) for method, values in ratios.items()},
+    }
+
+
+def test_each_way_is_reported_against_its_goal_with_the_spread():
+    rates = {
+        "raw S3 PUT": [10.0, 20.0, 10.0],
+        "multipart POST": [7.0, 10.0, 5.0],  # ratios 0.7, 0.5, 0.5: median 0.5, under 0.6
+        "tus": [6.0, 12.0, 5.0],  # 0.6, 0.6, 0.5: median 0.6, over 0.5
+        "direct": [9.0, 19.0, 9.5],  # 0.9, 0.95, 0.95
+    }
+    lines = report(_result(rates))
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[2:]}
+    assert set(rows) == set(METHODS)
+    assert rows["multipart POST"].endswith("| 0.50 (0.50-0.70) | ≥ 0.6 | no |")
+    assert rows["tus"].endswith("| 0.60 (0.50-0.60) | ≥ 0.5 | yes |")
+    assert rows["direct"].endswith("| 0.95 (0.90-0.95) | ≥ 0.9 | yes |")
+    assert rows["raw S3 PUT"] == "| raw S3 PUT | 10.0 | 1.00 | | |"
