@@ -280,8 +280,8 @@ class Store(Protocol):
         """``upload`` with the parts the store holds for it, in order; ObjectMissing if it is gone."""
         ...
 
-    async def get_head(self, key: str, length: int) -> bytes:
-        """The first ``length`` bytes of an object (a ranged GET); ObjectMissing if there is none."""
+    async def get_head(self, key: str, length: int) -> tuple[int, bytes]:
+        """An object's size and its first ``length`` bytes, in one ranged GET; ObjectMissing if there is none."""
         ...
 
 
@@ -541,12 +541,14 @@ class ObjectStore(Store):
 
         return MultipartUpload(upload.key, upload.upload_id, await self._call(list_all))
 
-    async def get_head(self, key: str, length: int) -> bytes:
-        """The first ``length`` bytes of an object."""
+    async def get_head(self, key: str, length: int) -> tuple[int, bytes]:
+        """An object's size (from ``Content-Range``) and its first ``length`` bytes."""
 
-        def read() -> bytes:
+        def read() -> tuple[int, bytes]:
             answer = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{length - 1}")
-            return answer["Body"].read()
+            body = answer["Body"].read()
+            total = str(answer.get("ContentRange", "")).rpartition("/")[2]
+            return (int(total) if total.isdigit() else len(body)), body
 
         return await self._call(read)
 
@@ -828,7 +830,8 @@ class MemoryObjectStore(Store):
         listed = tuple({"PartNumber": number, "ETag": _etag(parts[number])} for number in sorted(parts))
         return MultipartUpload(upload.key, upload.upload_id, listed)
 
-    async def get_head(self, key: str, length: int) -> bytes:
-        """The first ``length`` bytes of an object."""
+    async def get_head(self, key: str, length: int) -> tuple[int, bytes]:
+        """An object's size and its first ``length`` bytes."""
         await self._enter("get_head")
-        return self._object(key).body[:length]
+        body = self._object(key).body
+        return len(body), body[:length]

@@ -5,10 +5,14 @@
 
 The first answers a presigned PUT (``url`` and the ``headers`` to send with it) bound to the
 declared length and SHA-256, so a server that checks signatures and checksums (AWS S3,
-SeaweedFS, MinIO) refuses any other bytes. A file over ``direct_put_max_bytes`` (S3's 5 GiB
-single-PUT limit) gets one presigned URL per part of a multipart upload instead (``parts``).
-The bytes land in the staging area, ``incoming/<photographer>/<upload id>.direct``, beside the
-declaration (``.direct.json``); the staging sweep removes what a client never completes.
+SeaweedFS, MinIO) refuses any other bytes. Those bytes can only be the content the upload's id
+is derived from, so the URL is for the original's own key: nothing is copied afterwards. The
+upload's pending marker is written first, as for every original, so the staging sweep removes
+an original whose upload is never completed. A file over ``direct_put_max_bytes`` (S3's 5 GiB
+single-PUT limit) gets one presigned URL per part of a multipart upload instead (``parts``);
+parts are not bound to the file's hash, so they go to the staging area,
+``incoming/<photographer>/<upload id>.direct``, and are copied to the original's key once
+admitted. The declaration waits beside them (``incoming/<photographer>/<upload id>.direct.json``).
 
 ``complete`` checks that the object is there with the declared size and that its first bytes
 are an image (a ranged GET: the gateway never reads the whole file), then hands it to the path
@@ -35,7 +39,7 @@ from photostream.objectstore import MultipartUpload, ObjectMissing, Store, Store
 from producers import problems
 from producers.fields import clean_filename, parse_tags, parse_title
 from producers.ingest import RejectedFile, StagedOriginal, StoredFile, content_type_of
-from producers.ledger import staging_key, upload_id_for
+from producers.ledger import original_key, pending_key, staging_key, upload_id_for
 
 if TYPE_CHECKING:
     from producers.gateway import Gateway
@@ -51,6 +55,13 @@ def _staged_key(photographer_id: str, upload_id: str) -> str:
 
 def _declaration_key(photographer_id: str, upload_id: str) -> str:
     return f"{_staged_key(photographer_id, upload_id)}.json"
+
+
+def _bytes_key(photographer_id: str, upload_id: str, declared: dict[str, Any]) -> str:
+    """Where the client puts the bytes: the original's key for one PUT, the staging area for parts."""
+    if declared.get("in_place"):
+        return original_key(photographer_id, upload_id)
+    return _staged_key(photographer_id, upload_id)
 
 
 def _conflict(code: str, title: str, detail: str) -> problems.ProblemError:
@@ -124,7 +135,8 @@ class DirectUploads:
     async def _sign(self, photographer_id: str, upload_id: str, declared: dict[str, Any]) -> web.Response:
         now = datetime.now(UTC)
         expires_in = self.settings.direct_url_seconds
-        key = _staged_key(photographer_id, upload_id)
+        in_place = declared["size"] <= self.settings.direct_put_max_bytes
+        key = _bytes_key(photographer_id, upload_id, {"in_place": in_place})
         answer: dict[str, Any] = {
             "upload_id": upload_id,
             "method": "PUT",
@@ -133,7 +145,9 @@ class DirectUploads:
         }
         multipart_id = None
         size = declared["size"]
-        if size <= self.settings.direct_put_max_bytes:
+        if in_place:
+            # The marker first: an original whose upload is never completed is the sweep's.
+            await self.store.put(pending_key(photographer_id, upload_id), b"", content_type="text/plain")
             url, headers = self.store.presign_put(key, expires_in, size=size, sha256=bytes.fromhex(declared["sha256"]))
             answer |= {"url": url, "headers": headers}
         else:
@@ -149,7 +163,7 @@ class DirectUploads:
                 }
                 for number, offset in enumerate(range(0, size, part), start=1)
             ]
-        record = {**declared, "created_at": now.isoformat(), "multipart_id": multipart_id}
+        record = {**declared, "created_at": now.isoformat(), "multipart_id": multipart_id, "in_place": in_place}
         await self.store.put_json(_declaration_key(photographer_id, upload_id), record)
         log.info("direct upload of %s declared (%d bytes)", declared["filename"], size)
         return web.json_response(answer, status=201)
@@ -163,7 +177,6 @@ class DirectUploads:
         except ValueError:
             raise problems.not_found(f"no direct upload {raw_id!r}") from None
         with upload_context(photographer_id=photographer_id, upload_id=upload_id):
-            key = _staged_key(photographer_id, upload_id)
             try:
                 declared = await self.store.get_json(_declaration_key(photographer_id, upload_id))
             except ObjectMissing:
@@ -172,24 +185,25 @@ class DirectUploads:
                 raise problems.not_found(
                     f"no direct upload {upload_id}: declare it with POST /v1/uploads/direct first"
                 ) from None
+            key = _bytes_key(photographer_id, upload_id, declared)
             if declared["multipart_id"]:
                 await self._assemble(MultipartUpload(key, declared["multipart_id"]))
-            staged = await self._check(key, declared)
+            staged = await self._check(key, declared, _declaration_key(photographer_id, upload_id))
             try:
                 result = await self.gateway.accept_one(
                     photographer_id,
                     staged,
-                    StoredFile(self.store, key),
+                    StoredFile(self.store, key, in_place=bool(declared.get("in_place"))),
                     raw_name=declared["filename"],
                     received_at=datetime.fromisoformat(declared["created_at"]),
                     title=declared["title"],
                     tags=declared["tags"],
                 )
             except problems.ProblemError as refused:
-                if refused.problem.status < 500:  # refused for good (the quota): nothing to keep
-                    await self._forget(photographer_id, upload_id)
+                if refused.problem.status < 500:  # refused for good (the quota): the sweep takes an original in place
+                    await self._forget(photographer_id, upload_id, declared)
                 raise
-            await self._forget(photographer_id, upload_id)
+            await self._forget(photographer_id, upload_id, declared)
             return self._answer(upload_id, declared=declared, existing=bool(result.get("existing")))
 
     async def _acknowledged(self, photographer_id: str, upload_id: str) -> bool:
@@ -221,11 +235,10 @@ class DirectUploads:
                 raise
             raise _conflict("parts-rejected", "Parts refused", f"the store would not join the parts: {exc}") from exc
 
-    async def _check(self, key: str, declared: dict[str, Any]) -> StagedOriginal:
+    async def _check(self, key: str, declared: dict[str, Any], declaration_key: str) -> StagedOriginal:
         """The object is there, of the declared size, and starts like an image."""
         try:
-            size, _ = await self.store.head(key)
-            head = await self.store.get_head(key, SNIFF_BYTES)
+            size, head = await self.store.get_head(key, SNIFF_BYTES)
         except ObjectMissing:
             raise _conflict(
                 "object-missing", "Nothing uploaded", "nothing is at the upload URL yet: PUT the file there first"
@@ -240,17 +253,20 @@ class DirectUploads:
         try:
             content_type = content_type_of(head)
         except RejectedFile as rejection:
-            await self._forget_key(key)
+            await self._remove(key)  # not an image: no upload can have acknowledged these bytes
+            await self._remove(declaration_key)
             raise problems.ProblemError(self.gateway.rejection_problem(rejection, declared["filename"])) from None
         return StagedOriginal(content_type, size, declared["sha256"])
 
-    async def _forget(self, photographer_id: str, upload_id: str) -> None:
-        await self._forget_key(_staged_key(photographer_id, upload_id))
+    async def _forget(self, photographer_id: str, upload_id: str, declared: dict[str, Any]) -> None:
+        """Remove the declaration, and the staged bytes of a multipart upload (an original in place stays)."""
+        await self._remove(_declaration_key(photographer_id, upload_id))
+        if not declared.get("in_place"):
+            await self._remove(_staged_key(photographer_id, upload_id))
 
-    async def _forget_key(self, key: str) -> None:
-        """Remove the staged object and its declaration (best effort: the sweep gets what stays)."""
-        for stale in (key, f"{key}.json"):
-            try:
-                await self.store.delete(stale)
-            except StoreError as exc:
-                log.warning("could not remove %s: %s", stale, exc)
+    async def _remove(self, key: str) -> None:
+        """Delete ``key``, best effort: the staging sweep gets what stays."""
+        try:
+            await self.store.delete(key)
+        except StoreError as exc:
+            log.warning("could not remove %s: %s", key, exc)

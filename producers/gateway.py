@@ -58,7 +58,8 @@ from schemas.events import UploadReceived
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 256 * 1024
+# Read this much of a request body at a time: fewer, larger reads cost the event loop less per byte.
+CHUNK_BYTES = 1024 * 1024
 MAX_FIELD_BYTES = 4096
 # A request may carry this many times the files it may upload (the rest are answered one by one
 # with 413), plus a few other parts (title, tags, clients' extras); beyond that it is refused whole.
@@ -67,7 +68,17 @@ MAX_OTHER_PARTS = 16
 
 
 class Committable(Protocol):
-    """A received original waiting for its key: stored there by ``commit``, or dropped by ``abort``."""
+    """A received original waiting for its key: stored there by ``commit``, or dropped by ``abort``.
+
+    ``in_place`` says the bytes are at the original's key already (a direct upload's client put them
+    there): when the event is not acknowledged they stay for the client's retry, and their pending
+    marker lets the staging sweep remove them if the retry never comes.
+    """
+
+    @property
+    def in_place(self) -> bool:
+        """Whether the bytes are at the original's key already."""
+        ...
 
     async def commit(self, key: str) -> None:
         """Make the bytes durable and visible at ``key``."""
@@ -122,6 +133,7 @@ class _Accepted:
     upload_id: str
     received_at: datetime
     stored_at: datetime
+    in_place: bool = False
 
 
 @dataclass
@@ -396,7 +408,9 @@ class Gateway:
                 raise
             self.metrics.bytes_received.inc(staged.size)
             self.metrics.files.labels("accepted").inc()
-            batch.accepted.append(_Accepted(staged, filename, upload_id, received_at, datetime.now(UTC)))
+            batch.accepted.append(
+                _Accepted(staged, filename, upload_id, received_at, datetime.now(UTC), in_place=original.in_place)
+            )
             batch.results.append(
                 {"upload_id": upload_id, "filename": filename, "status": "queued", "status_url": _status_url(upload_id)}
             )
@@ -410,7 +424,7 @@ class Gateway:
         """The request failed midway: delete originals that no event will ever refer to."""
         self._release(batch)
         for item in batch.accepted:
-            await self._discard(batch.photographer_id, item.upload_id)
+            await self._settle_failed(batch.photographer_id, item)
 
     async def _store_original(self, original: Committable, photographer_id: str, upload_id: str) -> None:
         """Commit the original at its key (the same for every attempt at this photo); on failure, discard it.
@@ -421,13 +435,17 @@ class Gateway:
         key = original_key(photographer_id, upload_id)
 
         async def mark_then_commit() -> None:
-            await self.services.store.put(pending_key(photographer_id, upload_id), b"", content_type="text/plain")
+            if not original.in_place:  # an original put in place was marked before its bytes could arrive
+                await self.services.store.put(pending_key(photographer_id, upload_id), b"", content_type="text/plain")
             await original.commit(key)
 
         try:
             await self.originals.store(upload_id, mark_then_commit)
         except BaseException:
-            await self._discard(photographer_id, upload_id)
+            if original.in_place:
+                self.originals.release(upload_id)
+            else:
+                await self._discard(photographer_id, upload_id)
             raise
 
     async def acknowledged(self, upload_id: str) -> bool:
@@ -440,6 +458,13 @@ class Gateway:
             await self.services.store.delete(pending_key(photographer_id, upload_id))
         except StoreError as exc:
             log.warning("could not remove the pending marker of %s: %s", upload_id, exc)
+
+    async def _settle_failed(self, photographer_id: str, item: _Accepted) -> None:
+        """End the hold of an upload whose event was not acknowledged: discard its original, or keep one in place."""
+        if item.in_place:
+            self.originals.release(item.upload_id)  # the client's retry publishes it; else the sweep removes it
+        else:
+            await self._discard(photographer_id, item.upload_id)
 
     async def _discard(self, photographer_id: str, upload_id: str) -> None:
         """Delete an original whose event was not acknowledged, unless it is someone else's too.
@@ -508,9 +533,9 @@ class Gateway:
                 self.originals.release(record.upload_id)
                 if self.originals.holders(record.upload_id) == 0:
                     await self._unmark(batch.photographer_id, record.upload_id)
-            for record, outcome in zip(records, outcomes, strict=True):
+            for item, outcome in zip(batch.accepted, outcomes, strict=True):
                 if outcome is not None:
-                    await self._discard(batch.photographer_id, record.upload_id)
+                    await self._settle_failed(batch.photographer_id, item)
         for record in published:
             with upload_context(upload_id=record.upload_id):
                 log.info("accepted %s (%d bytes, %s)", record.filename, record.bytes, record.content_type)

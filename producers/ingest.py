@@ -45,13 +45,19 @@ class StagedOriginal:
 class OriginalWriter:
     """Receives one file's chunks and stages them in S3 under ``staging_key``."""
 
+    in_place = False  # see ``producers.gateway.Committable``
+
     def __init__(self, store: Store, staging_key: str, *, part_bytes: int, max_bytes: int) -> None:
         """Stage multipart uploads at ``staging_key``; parts of ``part_bytes``; refuse files over ``max_bytes``."""
         self._store = store
         self._key = staging_key
         self._part_bytes = part_bytes
         self._max_bytes = max_bytes
-        self._buffer = bytearray()
+        # The chunks since the last part, joined once when a part (or the one PUT) is sent: appending to
+        # one growing buffer would copy it again at every reallocation (a third of the event loop's time).
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._body = b""  # a file that ends before a part is full, kept for commit()
         self._hash = hashlib.sha256()
         self._size = 0
         self._content_type = ""  # known once the first bytes are sniffed
@@ -60,13 +66,18 @@ class OriginalWriter:
     async def _flush_part(self) -> None:
         if self._multipart is None:
             self._multipart = await self._store.start_multipart(self._key, content_type=self._content_type)
-        # Hand the buffer itself to the store (no copy) and start a fresh one.
-        body, self._buffer = self._buffer, bytearray()
+        body = self._take()
         _, self._multipart = await asyncio.gather(
             self._hash_off_loop(body), self._store.upload_part(self._multipart, body)
         )
 
-    async def _hash_off_loop(self, data: bytearray) -> None:
+    def _take(self) -> bytes:
+        """The buffered chunks as one body (the only copy), and an empty buffer."""
+        body = b"".join(self._chunks)
+        self._chunks, self._buffered = [], 0
+        return body
+
+    async def _hash_off_loop(self, data: bytes) -> None:
         # SHA-256 of a whole part is milliseconds of CPU; hashlib releases the GIL on
         # large buffers, so a worker thread keeps the event loop free and uses another core.
         if data:
@@ -77,12 +88,13 @@ class OriginalWriter:
         self._size += len(chunk)
         if self._size > self._max_bytes:
             raise RejectedFile("too_large")
-        self._buffer += chunk
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
         if not self._content_type:
-            if len(self._buffer) < SNIFF_BYTES:
+            if self._buffered < SNIFF_BYTES:
                 return
-            self._content_type = content_type_of(bytes(self._buffer[:SNIFF_BYTES]))
-        if len(self._buffer) >= self._part_bytes:
+            self._content_type = content_type_of(b"".join(self._chunks)[:SNIFF_BYTES])
+        if self._buffered >= self._part_bytes:
             await self._flush_part()
 
     async def finish(self) -> StagedOriginal:
@@ -90,11 +102,12 @@ class OriginalWriter:
         if self._size == 0:
             raise RejectedFile("empty")
         if not self._content_type:
-            self._content_type = content_type_of(bytes(self._buffer))
-        if self._multipart is not None and self._buffer:
+            self._content_type = content_type_of(b"".join(self._chunks))
+        if self._multipart is not None and self._buffered:
             await self._flush_part()
         elif self._multipart is None:
-            await self._hash_off_loop(self._buffer)  # a one-PUT file: kept for commit()
+            self._body = self._take()  # a one-PUT file: kept for commit()
+            await self._hash_off_loop(self._body)
         return StagedOriginal(self._content_type, self._size, self._hash.hexdigest())
 
     async def commit(self, key: str) -> None:
@@ -104,7 +117,7 @@ class OriginalWriter:
         and the bucket's lifecycle rule (``photostream.objectstore.LIFECYCLE_RULES``).
         """
         if self._multipart is None:
-            body, self._buffer = self._buffer, bytearray()
+            body, self._body = self._body, b""
             await self._store.put(key, body, content_type=self._content_type)
             return
         upload, self._multipart = self._multipart, None
@@ -122,7 +135,7 @@ class OriginalWriter:
 
     async def abort(self) -> None:
         """Drop whatever was staged (best effort: an abandoned upload must not fail the request)."""
-        self._buffer.clear()
+        self._chunks, self._buffered, self._body = [], 0, b""
         if self._multipart is not None:
             with contextlib.suppress(StoreError):
                 await self._store.abort_multipart(self._multipart)
@@ -139,10 +152,12 @@ class StoredFile:
 
     store: Store
     key: str
+    in_place: bool = False  # see ``producers.gateway.Committable``
 
     async def commit(self, key: str) -> None:
-        """Copy the file to ``key`` inside the store."""
-        await self.store.copy(self.key, key)
+        """Copy the file to ``key`` inside the store (nothing to do when it is there already)."""
+        if self.key != key:
+            await self.store.copy(self.key, key)
 
     async def abort(self) -> None:
         """Nothing to drop yet (see the class docstring)."""

@@ -66,7 +66,7 @@ CHECKSUMS: dict[str, Callable[[], Any]] = {"md5": hashlib.md5, "sha1": hashlib.s
 OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 TUS_PREFIX = "tus/"
 ROUTE = "/v1/tus/"
-_CHUNK_BYTES = 256 * 1024
+_OCTETS = "application/octet-stream"
 _TUS_ID = re.compile(r"[0-9a-f]{32}")
 # A PATCH for an upload that another request of this process is writing waits this long for it.
 _LOCK_WAIT_SECONDS = 5.0
@@ -94,8 +94,8 @@ class TusUpload:
     metadata: str
     created_at: str
     expires_at: str
-    multipart_id: str
     part_bytes: int
+    multipart_id: str | None = None
     parts: tuple[dict[str, Any], ...] = ()
     tail_key: str | None = None
     upload_id: str | None = None
@@ -112,8 +112,10 @@ class TusUpload:
         return f"{self.key}.info"
 
     @property
-    def multipart(self) -> MultipartUpload:
-        """The S3 multipart upload holding the full parts."""
+    def multipart(self) -> MultipartUpload | None:
+        """The S3 multipart upload holding the full parts; None until the first part is full."""
+        if self.multipart_id is None:
+            return None
         return MultipartUpload(self.key, self.multipart_id, self.parts)
 
     @property
@@ -125,6 +127,11 @@ class TusUpload:
     def complete(self) -> bool:
         """Every byte is here."""
         return self.offset == self.length
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The decoded ``Upload-Metadata`` (checked when the upload was created)."""
+        return parse_metadata(self.metadata)
 
     def expired(self, now: datetime) -> bool:
         """Past its expiry (a finished upload's state only lingers to answer HEAD)."""
@@ -322,9 +329,6 @@ class TusUploads:
                 raise problems.ProblemError(problems.file_too_large(filename, self.settings.max_file_bytes))
             await self.gateway.refuse_over_quota(photographer_id)
             tus_id = uuid.uuid4().hex
-            multipart = await self.store.start_multipart(
-                _key(photographer_id, tus_id), content_type="application/octet-stream"
-            )
             now = datetime.now(UTC)
             upload = TusUpload(
                 tus_id=tus_id,
@@ -334,7 +338,6 @@ class TusUploads:
                 metadata=metadata_header,
                 created_at=now.isoformat(),
                 expires_at=self._expiry(now),
-                multipart_id=multipart.upload_id,
                 part_bytes=self.settings.part_bytes,
             )
             etag = await self.store.put_json(upload.info_key, upload.to_json(), if_none_match=True)
@@ -377,9 +380,9 @@ class TusUploads:
                 )
             )
         offset = _integer_header(request, "Upload-Offset")
-        upload, _ = await self._load(request)
-        async with self._locks.hold(upload.tus_id, _LOCK_WAIT_SECONDS):
-            upload, etag = await self._load(request)
+        photographer_id, tus_id = await self._named(request)
+        async with self._locks.hold(tus_id, _LOCK_WAIT_SECONDS):
+            upload, etag = await self._read(photographer_id, tus_id)
             with upload_context(photographer_id=upload.photographer_id):
                 if offset != upload.offset:
                     raise _conflict(f"the upload is at offset {upload.offset}, not {offset}: send from there")
@@ -404,10 +407,18 @@ class TusUploads:
 
     async def _load(self, request: web.Request) -> tuple[TusUpload, str]:
         """The caller's upload named in the path, and its state's ETag; 404 for anything else."""
+        return await self._read(*await self._named(request))
+
+    async def _named(self, request: web.Request) -> tuple[str, str]:
+        """The caller (authenticated) and the upload id in the path (404 when it cannot be one)."""
         photographer_id = await self.gateway.photographer(request)
         tus_id = request.match_info["tus_id"]
         if not _TUS_ID.fullmatch(tus_id):
             raise problems.not_found(f"no upload {tus_id!r}")
+        return photographer_id, tus_id
+
+    async def _read(self, photographer_id: str, tus_id: str) -> tuple[TusUpload, str]:
+        """The state of one of the photographer's uploads and its ETag; 404 when there is none, or it expired."""
         try:
             record, etag = await self.store.get_json_versioned(f"{_key(photographer_id, tus_id)}.info")
         except ObjectMissing:
@@ -461,6 +472,8 @@ class TusUploads:
                     del buffer[: upload.part_bytes]
                     fresh = part[min(hashed, len(part)) :]
                     unhashed -= len(fresh)
+                    if multipart is None:  # started with the first full part: a small file needs none
+                        multipart = await self.store.start_multipart(upload.key, content_type=_OCTETS)
                     _, multipart = await asyncio.gather(
                         _digest(running, fresh), self.store.upload_part(multipart, part)
                     )
@@ -489,30 +502,68 @@ class TusUploads:
                     "the body does not match Upload-Checksum; send it again",
                 )
             )
+        if upload.offset + received == upload.length and multipart is None:
+            # The whole file is in ``buffer``: accepted from memory, with no part, no copy, no read-back.
+            return await self._accept_whole(upload, etag, bytes(buffer))
         upload, etag = await self._keep(upload, etag, multipart, buffer, upload.offset + received)
         self._digests.keep(upload.tus_id, upload.offset, running)
         return upload, etag
 
     async def _keep(
-        self, upload: TusUpload, etag: str, multipart: MultipartUpload, buffer: bytearray, offset: int
+        self, upload: TusUpload, etag: str, multipart: MultipartUpload | None, buffer: bytearray, offset: int
     ) -> tuple[TusUpload, str]:
         """Store the bytes past the last part (as the last part when the file is whole) and save the state."""
-        if upload.length == offset and buffer:
+        if upload.length == offset and buffer and multipart is not None:
             multipart = await self.store.upload_part(multipart, bytes(buffer))  # the last part may be short
             buffer = bytearray()
+        parts = multipart.parts if multipart is not None else ()
         tail_key = None
         if buffer:
-            tail_key = f"{upload.key}.tail-{len(multipart.parts) * upload.part_bytes}-{len(buffer)}"
+            tail_key = f"{upload.key}.tail-{len(parts) * upload.part_bytes}-{len(buffer)}"
             if tail_key != upload.tail_key:
-                await self.store.put(tail_key, buffer, content_type="application/octet-stream")
+                await self.store.put(tail_key, buffer, content_type=_OCTETS)
         after = replace(
             upload,
             offset=offset,
-            parts=multipart.parts,
+            multipart_id=multipart.upload_id if multipart is not None else None,
+            parts=parts,
             tail_key=tail_key,
             expires_at=self._expiry(datetime.now(UTC)),
         )
         return after, await self._save(upload, etag, after)
+
+    async def _accept_whole(self, upload: TusUpload, etag: str, data: bytes) -> tuple[TusUpload, str]:
+        """Accept a file that arrived whole in memory (no full part): straight to the original's key.
+
+        If it cannot be accepted now (Kafka down), the bytes are kept as the upload's tail and its
+        state says complete, for the next try (``_accept``) to read back.
+        """
+        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        try:
+            staged = StagedOriginal(content_type_of(data[:SNIFF_BYTES]), len(data), sha256)
+        except RejectedFile as rejection:
+            await remove(self.store, upload)
+            raise problems.ProblemError(self.gateway.rejection_problem(rejection, _filename(upload.fields))) from None
+        try:
+            result = await self._admit(upload, staged, _BytesFile(self.store, data, staged.content_type))
+        except problems.ProblemError as refused:
+            if refused.problem.status < 500:
+                await remove(self.store, upload)
+                raise
+            await self._keep(upload, etag, None, bytearray(data), upload.length)
+            raise
+        except BaseException:
+            await asyncio.shield(self._keep(upload, etag, None, bytearray(data), upload.length))
+            raise
+        accepted = replace(
+            upload,
+            offset=upload.length,
+            tail_key=None,
+            upload_id=result["upload_id"],
+            existing=bool(result.get("existing")),
+            expires_at=self._expiry(datetime.now(UTC)),
+        )
+        return accepted, await self._save(upload, etag, accepted)
 
     async def _body(self, request: web.Request) -> AsyncIterator[bytes]:
         while True:
@@ -544,42 +595,47 @@ class TusUploads:
         return headers
 
     async def _accept(self, upload: TusUpload) -> TusUpload:
-        received_at = datetime.fromisoformat(upload.created_at)
-        if upload.parts and upload.tail_key is None:
+        """Accept a complete upload whose bytes are in the store: its parts, or (a small file) its tail."""
+        if upload.multipart is not None and upload.tail_key is None:
             with contextlib.suppress(ObjectMissing):  # completed by an earlier try that failed later
                 await self.store.complete_multipart(upload.multipart)
-        metadata = parse_metadata(upload.metadata)
-        filename = _filename(metadata)
+        source = upload.key if upload.multipart is not None else str(upload.tail_key)
+        filename = _filename(upload.fields)
         try:
             held = self._digests.take(upload.tus_id, upload.length)
             if held is None:
-                staged = await self._read_back(upload)
+                staged = await self._read_back(upload, source)
             else:
                 staged = StagedOriginal(content_type_of(held[1]), upload.length, held[0])
         except RejectedFile as rejection:
             await remove(self.store, upload)
             raise problems.ProblemError(self.gateway.rejection_problem(rejection, filename)) from None
         try:
-            result = await self.gateway.accept_one(
-                upload.photographer_id,
-                staged,
-                StoredFile(self.store, upload.key),
-                raw_name=filename,
-                received_at=received_at,
-                title=parse_title(metadata.get("title", "")),
-                tags=parse_tags(metadata.get("tags", "")),
-            )
+            result = await self._admit(upload, staged, StoredFile(self.store, source))
         except problems.ProblemError as refused:
             if refused.problem.status < 500:  # refused for good (the quota): the upload goes
                 await remove(self.store, upload)
             raise
-        accepted = replace(upload, upload_id=result["upload_id"], existing=bool(result.get("existing")))
+        accepted = replace(upload, tail_key=None, upload_id=result["upload_id"], existing=bool(result.get("existing")))
         with contextlib.suppress(StoreError):  # the image exists whatever happens to these
             await self.store.put_json(accepted.info_key, accepted.to_json())
-            await self.store.delete(upload.key)  # kept until now: a failed try reads it again
+            await self.store.delete(source)  # kept until now: a failed try reads it again
         return accepted
 
-    async def _read_back(self, upload: TusUpload) -> StagedOriginal:
+    async def _admit(self, upload: TusUpload, staged: StagedOriginal, original: Any) -> dict[str, Any]:
+        """Hand the finished file to the path every upload takes (``Gateway.accept_one``)."""
+        fields = upload.fields
+        return await self.gateway.accept_one(
+            upload.photographer_id,
+            staged,
+            original,
+            raw_name=_filename(fields),
+            received_at=datetime.fromisoformat(upload.created_at),
+            title=parse_title(fields.get("title", "")),
+            tags=parse_tags(fields.get("tags", "")),
+        )
+
+    async def _read_back(self, upload: TusUpload, source: str) -> StagedOriginal:
         """The file's type from its first bytes, and its SHA-256, read from the store once."""
         digest = hashlib.sha256()
         head = bytearray()
@@ -589,7 +645,7 @@ class TusUploads:
                 head.extend(chunk[: SNIFF_BYTES - len(head)])
             digest.update(chunk)
 
-        size = await self.store.read_into(upload.key, take)
+        size = await self.store.read_into(source, take)
         if size != upload.length:
             raise StoreError(f"tus upload {upload.tus_id} holds {size} bytes, not {upload.length}")
         return StagedOriginal(content_type_of(bytes(head)), size, digest.hexdigest())
@@ -605,10 +661,27 @@ async def _digest(running: tuple[Any, bytearray] | None, data: bytes) -> None:
     await asyncio.to_thread(digest.update, data)
 
 
+@dataclass(frozen=True)
+class _BytesFile:
+    """A whole small file in memory, stored at the original's key by ``commit`` (see ``Committable``)."""
+
+    store: Store
+    data: bytes
+    content_type: str
+    in_place: bool = False
+
+    async def commit(self, key: str) -> None:
+        await self.store.put(key, self.data, content_type=self.content_type)
+
+    async def abort(self) -> None:
+        """Nothing was stored."""
+
+
 async def remove(store: Store, upload: TusUpload) -> None:
     """Remove an upload's parts, tail, file and state (the state last: a failure can be retried)."""
-    with contextlib.suppress(ObjectMissing):
-        await store.abort_multipart(upload.multipart)
+    if upload.multipart is not None:
+        with contextlib.suppress(ObjectMissing):
+            await store.abort_multipart(upload.multipart)
     for key in await store.list_keys(f"{upload.key}."):
         if key != upload.info_key:
             await store.delete(key)
@@ -635,7 +708,7 @@ async def sweep_expired(store: Store, *, now: datetime | None = None, older_than
         if upload.expired(now):
             await remove(store, upload)
             removed += 1
-        else:
+        elif upload.multipart_id is not None:
             named.add(upload.multipart_id)
     for leftover in await store.leftovers(TUS_PREFIX):
         if leftover.upload and leftover.upload.upload_id not in named and leftover.written < now - older_than:

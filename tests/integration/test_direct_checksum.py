@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from photostream.objectstore import STAGING_PREFIX
+from producers.ledger import original_key
 from tests.gateway_client import auth
 from tests.streams.imaging.photos import make_photo
 
@@ -33,8 +33,8 @@ async def test_bytes_other_than_declared_fail_the_upload_as_checksum_mismatch(
     # here they replace the uploaded ones, same length, still a JPEG.
     other = bytearray(photo)
     other[len(other) // 2] ^= 0xFF
-    staged = f"{STAGING_PREFIX}{name}/{answer['upload_id']}.direct"
-    await gateway.services.store.put(staged, bytes(other), content_type="application/octet-stream")
+    placed = original_key(name, answer["upload_id"])
+    await gateway.services.store.put(placed, bytes(other), content_type="application/octet-stream")
 
     done = await gateway.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key))
     assert done.status == 202, await done.text()

@@ -15,7 +15,7 @@ from photostream.config import GatewaySettings
 from photostream.objectstore import STAGING_PREFIX
 from photostream.topics import ensure_topics
 from producers.gateway import create_app
-from producers.ledger import original_key
+from producers.ledger import original_key, pending_key
 from tests.gateway_client import auth, form, gateway_services
 from tests.producers.test_gateway import consume_uploads, noisy_jpeg, problem
 
@@ -77,6 +77,8 @@ async def test_a_file_put_to_its_url_and_completed_is_accepted_like_a_post(clien
     assert answer["expires_at"] > time.strftime("%Y-%m-%d")
     assert answer["url"].startswith(local_stack.s3.endpoint_url)
     assert put(answer["url"], photo, answer["headers"]).status_code == 200
+    # The bytes went to the original's own key: completing copies nothing.
+    assert await client.services.store.get(original_key(name, answer["upload_id"])) == photo
 
     done = await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key))
     assert done.status == 202, await done.text()
@@ -95,7 +97,8 @@ async def test_a_file_put_to_its_url_and_completed_is_accepted_like_a_post(clien
         len(photo),
     )
     assert (event.title, event.tags, event.content_type) == ("Quay", ("sea", "boats"), "image/jpeg")
-    assert await staged(client, name) == []  # neither the staged bytes nor the declaration stay
+    assert await staged(client, name) == []  # neither the declaration nor the pending marker stays
+    assert not await client.services.store.exists(pending_key(name, answer["upload_id"]))
     # A retried complete answers the same upload, and publishes nothing more.
     again = await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key))
     assert again.status == 202

@@ -338,9 +338,10 @@ async def test_expired_uploads_are_refused_and_swept_with_their_parts(make_clien
     assert [left for left in await store.leftovers(f"{TUS_PREFIX}{name}/") if left.upload] == []
 
 
-async def test_the_sweep_leaves_uploads_in_progress(client, photographer):
+async def test_the_sweep_leaves_uploads_in_progress(client, photographer, photo):
     name, key = photographer
-    url = await create(client, key, 100, filename="x.jpg")
+    url = await create(client, key, len(photo), filename="x.jpg")
+    await send_in_chunks(client, key, url, photo[: 6 * 1024 * 1024], 6 * 1024 * 1024)  # a part: a multipart upload
     await sweep_expired(client.services.store, now=datetime.now(UTC), older_than=timedelta(0))
     assert (await head(client, key, url)).status == 200
     assert [left for left in await client.services.store.leftovers(f"{TUS_PREFIX}{name}/") if left.upload]
