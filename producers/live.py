@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # When ``ready`` comes before ``processed`` (two topics, no order between them), how long to wait for it.
-_REORDER_SECONDS = 1.0
+_REORDER_SECONDS = 0.25
 # After this long without a stage, a follower asks the status as well (a stage a restarted gateway missed).
 _RECHECK_SECONDS = 10.0
 
