@@ -244,11 +244,15 @@ class DirectUploads:
                 "object-missing", "Nothing uploaded", "nothing is at the upload URL yet: PUT the file there first"
             ) from None
         if size != declared["size"]:
-            await self.store.delete(key)  # the client uploads again to the same URL
+            await self.store.delete(key)
+            again = "PUT the file again to the same URL"
+            if declared["multipart_id"]:  # the parts were joined, so their URLs are spent
+                await self._remove(declaration_key)
+                again = "declare it again for new part URLs"
             raise _conflict(
                 "size-mismatch",
                 "Wrong size",
-                f"the uploaded object has {size} bytes, not the {declared['size']} declared",
+                f"the uploaded object has {size} bytes, not the {declared['size']} declared: {again}",
             )
         try:
             content_type = content_type_of(head)

@@ -137,7 +137,7 @@ class _Accepted:
 
 
 @dataclass
-class Batch:
+class _Batch:
     """Everything learned while reading one multipart request."""
 
     photographer_id: str
@@ -223,7 +223,7 @@ class Gateway:
         except (ValueError, AssertionError) as exc:
             raise problems.bad_request(f"malformed multipart body: {exc}") from exc
 
-        batch = Batch(photographer_id)
+        batch = _Batch(photographer_id)
         try:
             await self._read_parts(reader, batch)
         except ValueError as exc:  # aiohttp's multipart parser on a broken body
@@ -248,7 +248,7 @@ class Gateway:
         title: str | None = None,
         tags: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Admit and publish one file received some other way than a POST (tus).
+        """Admit and publish one file received some other way than a POST (tus, direct).
 
         Returns:
             Its entry as ``POST /v1/uploads`` lists it (``upload_id``, ``status_url``, ``existing``).
@@ -256,15 +256,15 @@ class Gateway:
         Raises:
             ProblemError: It was refused (the daily quota), as a POST of it would answer.
         """
-        batch = Batch(photographer_id, title=title, tags=tags or [])
-        await self.admit(batch, staged, original, raw_name=raw_name, received_at=received_at)
+        batch = _Batch(photographer_id, title=title, tags=tags or [])
+        await self._admit(batch, staged, original, raw_name=raw_name, received_at=received_at)
         await self._publish(batch)
         if batch.rejected:
             headers = {"Retry-After": str(batch.quota_retry_after)} if batch.quota_retry_after else None
             raise problems.ProblemError(batch.rejected[0], headers)
         return batch.results[0]
 
-    async def _read_parts(self, reader: MultipartReader, batch: Batch) -> None:
+    async def _read_parts(self, reader: MultipartReader, batch: _Batch) -> None:
         files = parts = 0
         while True:
             part = await self._with_timeout(reader.next())
@@ -323,16 +323,16 @@ class Gateway:
                 raise problems.bad_request(f"the `{part.name}` field is over {MAX_FIELD_BYTES} bytes")
         return data.decode("utf-8", errors="replace")
 
-    async def _quota_used_up(self, batch: Batch) -> bool:
+    async def _quota_used_up(self, batch: _Batch) -> bool:
         used = await self.services.ledger.accepted_today(batch.photographer_id, datetime.now(UTC))
         return used >= self.settings.daily_quota
 
-    def _reject_over_quota(self, batch: Batch, raw_name: str | None) -> None:
+    def _reject_over_quota(self, batch: _Batch, raw_name: str | None) -> None:
         batch.quota_retry_after = _seconds_to_midnight(datetime.now(UTC))
         problem = problems.over_quota(clean_filename(raw_name), batch.photographer_id, self.settings.daily_quota)
         self._reject(batch, raw_name, problem)
 
-    def _reject(self, batch: Batch, raw_name: str | None, problem: problems.Problem) -> None:
+    def _reject(self, batch: _Batch, raw_name: str | None, problem: problems.Problem) -> None:
         self.metrics.files.labels("rejected").inc()
         self.metrics.rejections.labels(problem.code).inc()
         batch.rejected.append(problem)
@@ -346,7 +346,7 @@ class Gateway:
             "empty": problems.empty_file(filename),
         }[rejection.reason]
 
-    async def _receive_file(self, part: BodyPartReader, batch: Batch) -> None:
+    async def _receive_file(self, part: BodyPartReader, batch: _Batch) -> None:
         filename = clean_filename(part.filename)
         received_at = datetime.now(UTC)
         staging = staging_key(batch.photographer_id, uuid.uuid4().hex)
@@ -359,11 +359,11 @@ class Gateway:
             await self._drain(part)
             self._reject(batch, part.filename, self.rejection_problem(rejection, filename))
             return
-        await self.admit(batch, staged, writer, raw_name=part.filename, received_at=received_at)
+        await self._admit(batch, staged, writer, raw_name=part.filename, received_at=received_at)
 
-    async def admit(
+    async def _admit(
         self,
-        batch: Batch,
+        batch: _Batch,
         staged: StagedOriginal,
         original: Committable,
         *,
@@ -372,7 +372,7 @@ class Gateway:
     ) -> None:
         """Take a fully received file into ``batch``: answer the existing image, refuse it, or store it.
 
-        Every way in (a multipart POST, a finished tus upload) comes through here, so the same
+        Every way in (a multipart POST, a finished tus or direct upload) comes through here, so the same
         content gets the same ``upload_id``, quota and answer whichever way it came.
         """
         filename = clean_filename(raw_name)
@@ -415,12 +415,12 @@ class Gateway:
                 {"upload_id": upload_id, "filename": filename, "status": "queued", "status_url": _status_url(upload_id)}
             )
 
-    def _release(self, batch: Batch) -> None:
+    def _release(self, batch: _Batch) -> None:
         """Give back the quota slots of files that will not be saved."""
         for item in batch.accepted:
             self.services.ledger.release(batch.photographer_id, item.upload_id, item.received_at)
 
-    async def _abandon(self, batch: Batch) -> None:
+    async def _abandon(self, batch: _Batch) -> None:
         """The request failed midway: delete originals that no event will ever refer to."""
         self._release(batch)
         for item in batch.accepted:
@@ -486,7 +486,7 @@ class Gateway:
                 # A retry of the same photo writes the same key, so this is not stored twice.
                 log.warning("could not delete original %s of an unpublished upload: %s", key, exc)
 
-    async def _publish(self, batch: Batch) -> None:
+    async def _publish(self, batch: _Batch) -> None:
         """Publish the events of the originals ``batch`` stored; on failure their quota slots are given back."""
         try:
             await self._publish_events(batch)
@@ -494,7 +494,7 @@ class Gateway:
             self._release(batch)
             raise
 
-    async def _publish_events(self, batch: Batch) -> None:
+    async def _publish_events(self, batch: _Batch) -> None:
         # Built once: the event is what Kafka gets, and the ledger's record is read off it.
         events = [
             UploadReceived(
@@ -543,7 +543,7 @@ class Gateway:
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    def _batch_response(self, batch: Batch) -> web.Response:
+    def _batch_response(self, batch: _Batch) -> web.Response:
         body: dict[str, Any] = {"uploads": batch.results}
         if not batch.rejected:
             return web.json_response(body, status=202)

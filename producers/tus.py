@@ -11,7 +11,8 @@ connection drops asks the offset with HEAD and goes on from there, on any gatewa
 the state lives in the bucket, under ``tus/<photographer>/``::
 
     <tus id>.info                 the upload's state (JSON); replaced only if its ETag is unchanged
-    <tus id>                      an S3 multipart upload of the full parts so far, at the end the file
+    <tus id>                      an S3 multipart upload of the full parts so far (started with the
+                                  first), at the end the file
     <tus id>.tail-<start>-<size>  the bytes past the last full part
 
 S3 parts, all but the last, must be 5 MiB or more, and tus chunks may be any size, so the bytes
@@ -21,9 +22,11 @@ tusd's S3 store does). A PATCH writes its parts and its new tail, then replaces 
 asks the offset again. Parts are numbered by offset, so the racers wrote the same bytes into a
 part.
 
-When the last byte arrives, the parts become one object, read back once for its SHA-256 and its
-type, and the file goes where a POSTed one goes (``Gateway.accept_one``): the same ``upload_id``
-for the same content, the quota, ``UploadReceived``. If that fails (Kafka down), the state stays
+When the last byte arrives, the file goes where a POSTed one goes (``Gateway.accept_one``): the
+same ``upload_id`` for the same content, the quota, ``UploadReceived``. Its SHA-256 was taken as
+the bytes came, when they all came through this process (else the file is read back once). A
+file smaller than one part is then still whole in memory and is stored at the original's key
+directly; a larger one's parts become one object, copied there. If that fails (Kafka down), the state stays
 complete and the next HEAD or PATCH tries again: a tus client that finds every byte there asks
 nothing more. The state of a finished upload stays until it expires, so a client that lost the
 final answer learns its ``upload_id`` from HEAD. Unfinished uploads expire ``tus_expiry_seconds``

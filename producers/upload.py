@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,14 +244,15 @@ class Uploader:
         async def attempt() -> dict[str, Any]:
             reached(0)  # a retry sends the file again
 
-            async def chunks() -> AsyncIterator[bytes]:
+            async def chunks() -> AsyncGenerator[bytes]:
                 with path.open("rb") as handle:
                     while chunk := await asyncio.to_thread(handle.read, _CHUNK):
                         reached(sent + len(chunk))
                         yield chunk
 
+            file_chunks = chunks()
             form = aiohttp.FormData(quote_fields=False)
-            form.add_field("file", chunks(), filename=path.name, content_type="application/octet-stream")
+            form.add_field("file", file_chunks, filename=path.name, content_type="application/octet-stream")
             if self._title:
                 form.add_field("title", self._title)
             if self._tags:
@@ -265,6 +266,8 @@ class Uploader:
                     return body
             except (TimeoutError, aiohttp.ClientConnectionError) as error:
                 raise RetryLater(f"connection: {error!r}") from error
+            finally:
+                await file_chunks.aclose()  # a request cut mid-file leaves it open otherwise
 
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception_type(RetryLater),

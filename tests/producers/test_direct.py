@@ -13,10 +13,8 @@ from click.testing import CliRunner
 from photostream.cli import main
 from photostream.config import GatewaySettings
 from photostream.objectstore import STAGING_PREFIX
-from photostream.topics import ensure_topics
-from producers.gateway import create_app
 from producers.ledger import original_key, pending_key
-from tests.gateway_client import auth, form, gateway_services
+from tests.gateway_client import auth, form
 from tests.producers.test_gateway import consume_uploads, noisy_jpeg, problem
 
 pytestmark = pytest.mark.integration
@@ -25,28 +23,8 @@ PART = 5 * 1024 * 1024
 
 
 @pytest.fixture
-def make_client(aiohttp_client, local_stack):
-    ensure_topics(local_stack.kafka)
-
-    async def make(**changes):
-        settings = GatewaySettings(**{"max_file_bytes": 30 * 1024 * 1024, "daily_quota": 1000, **changes})
-        services = gateway_services(local_stack.kafka, local_stack.s3, settings)
-        client = await aiohttp_client(create_app(settings, services))
-        client.services = services
-        return client
-
-    return make
-
-
-@pytest.fixture
-async def client(make_client):
-    return await make_client()
-
-
-@pytest.fixture
-async def photographer(client, unique_name):
-    name = unique_name("ph")
-    return name, await client.services.keys.create(name)
+def settings():
+    return GatewaySettings(max_file_bytes=30 * 1024 * 1024, daily_quota=1000)
 
 
 def declaration(data: bytes, filename: str = "DSC_0001.JPG", **extra) -> dict:
@@ -155,8 +133,8 @@ async def test_a_file_that_is_not_an_image_is_refused_at_complete_and_removed(cl
     await problem(await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key)), 404)
 
 
-async def test_declarations_are_checked(make_client, unique_name):
-    client = await make_client(max_file_bytes=1000)
+async def test_declarations_are_checked(make_client, settings, unique_name):
+    client = await make_client(settings.model_copy(update={"max_file_bytes": 1000}))
     key = await client.services.keys.create(unique_name("ph"))
     good = declaration(b"x" * 500)
     assert (
@@ -170,8 +148,8 @@ async def test_declarations_are_checked(make_client, unique_name):
     await problem(await client.post("/v1/uploads/direct", json=good), 401)
 
 
-async def test_the_daily_quota_applies_at_the_declaration(make_client, unique_name):
-    client = await make_client(daily_quota=1)
+async def test_the_daily_quota_applies_at_the_declaration(make_client, settings, unique_name):
+    client = await make_client(settings.model_copy(update={"daily_quota": 1}))
     key = await client.services.keys.create(unique_name("ph"))
     assert (await client.post("/v1/uploads", data=form(("a.jpg", noisy_jpeg(0.1))), headers=auth(key))).status == 202
     refused = await client.post("/v1/uploads/direct", json=declaration(noisy_jpeg(0.1)), headers=auth(key))
@@ -189,8 +167,8 @@ async def test_another_photographer_cannot_complete_it(client, photographer, uni
     await problem(await client.post("/v1/uploads/not-a-uuid/complete", headers=auth(key)), 404)
 
 
-async def test_a_file_over_the_single_put_limit_goes_in_presigned_parts(make_client, unique_name, local_stack):
-    client = await make_client(direct_put_max_bytes=6 * 1024 * 1024)
+async def test_a_file_over_the_single_put_limit_goes_in_presigned_parts(make_client, settings, unique_name):
+    client = await make_client(settings.model_copy(update={"direct_put_max_bytes": 6 * 1024 * 1024}))
     name = unique_name("ph")
     key = await client.services.keys.create(name)
     photo = noisy_jpeg(16)  # about 12 MB: two full parts and a short last one
@@ -210,8 +188,8 @@ async def test_a_file_over_the_single_put_limit_goes_in_presigned_parts(make_cli
     assert await staged(client, name) == []
 
 
-async def test_parts_of_the_wrong_size_are_refused_at_complete(make_client, unique_name):
-    client = await make_client(direct_put_max_bytes=6 * 1024 * 1024)
+async def test_parts_of_the_wrong_size_are_refused_at_complete(make_client, settings, unique_name):
+    client = await make_client(settings.model_copy(update={"direct_put_max_bytes": 6 * 1024 * 1024}))
     name = unique_name("ph")
     key = await client.services.keys.create(name)
     photo = noisy_jpeg(12)
@@ -224,8 +202,8 @@ async def test_parts_of_the_wrong_size_are_refused_at_complete(make_client, uniq
 
 
 @pytest.mark.parametrize("single_put_max", [5 * 1024**3, 6 * 1024 * 1024], ids=["one PUT", "parts"])
-async def test_the_upload_command_sends_direct(make_client, unique_name, tmp_path, single_put_max):
-    client = await make_client(direct_put_max_bytes=single_put_max)
+async def test_the_upload_command_sends_direct(make_client, settings, unique_name, tmp_path, single_put_max):
+    client = await make_client(settings.model_copy(update={"direct_put_max_bytes": single_put_max}))
     name = unique_name("ph")
     key = await client.services.keys.create(name)
     photo = tmp_path / "IMG_0042.JPG"

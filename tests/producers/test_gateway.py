@@ -61,22 +61,6 @@ def settings():
 
 
 @pytest.fixture
-def make_client(aiohttp_client, local_stack, topics):
-    async def make(settings: GatewaySettings, *, kafka=None, s3=None):
-        services = gateway_services(kafka or local_stack.kafka, s3 or local_stack.s3, settings)
-        client = await aiohttp_client(create_app(settings, services))
-        client.services = services
-        return client
-
-    return make
-
-
-@pytest.fixture
-async def client(make_client, settings):
-    return await make_client(settings)
-
-
-@pytest.fixture
 async def api_key(client, unique_name):
     return await client.services.keys.create(unique_name("ph"))
 

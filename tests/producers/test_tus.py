@@ -11,11 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from photostream.config import GatewaySettings
-from photostream.topics import ensure_topics
-from producers.gateway import create_app
 from producers.ledger import original_key
 from producers.tus import TUS_PREFIX, sweep_expired
-from tests.gateway_client import auth, form, gateway_services
+from tests.gateway_client import auth, form
 from tests.producers.test_gateway import consume_uploads, noisy_jpeg, problem
 
 pytestmark = pytest.mark.integration
@@ -37,30 +35,6 @@ def photo() -> bytes:
 @pytest.fixture
 def settings():
     return GatewaySettings(max_file_bytes=20 * 1024 * 1024, daily_quota=1000, part_bytes=PART)
-
-
-@pytest.fixture
-def make_client(aiohttp_client, local_stack):
-    ensure_topics(local_stack.kafka)
-
-    async def make(settings: GatewaySettings):
-        services = gateway_services(local_stack.kafka, local_stack.s3, settings)
-        client = await aiohttp_client(create_app(settings, services))
-        client.services = services
-        return client
-
-    return make
-
-
-@pytest.fixture
-async def client(make_client, settings):
-    return await make_client(settings)
-
-
-@pytest.fixture
-async def photographer(client, unique_name):
-    name = unique_name("ph")
-    return name, await client.services.keys.create(name)
 
 
 async def create(client, key: str, length: int, **fields: str):

@@ -11,13 +11,10 @@ from click.testing import CliRunner
 
 from photostream.cli import main
 from photostream.config import GatewaySettings
-from photostream.topics import ensure_topics
-from producers.gateway import create_app
 from producers.ledger import original_key
 from producers.tus_client import ResumeState
 from producers.upload import Uploader
 from tests.cutting_proxy import CuttingProxy
-from tests.gateway_client import gateway_services
 from tests.producers.test_gateway import noisy_jpeg
 from tests.producers.test_tus import PART
 
@@ -25,19 +22,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def client(aiohttp_client, local_stack, unique_name):
-    ensure_topics(local_stack.kafka)
-    settings = GatewaySettings(max_file_bytes=20 * 1024 * 1024, part_bytes=PART)
-    services = gateway_services(local_stack.kafka, local_stack.s3, settings)
-    client = await aiohttp_client(create_app(settings, services))
-    client.services = services
-    return client
-
-
-@pytest.fixture
-async def photographer(client, unique_name):
-    name = unique_name("ph")
-    return name, await client.services.keys.create(name)
+def settings():
+    return GatewaySettings(max_file_bytes=20 * 1024 * 1024, part_bytes=PART)
 
 
 @pytest.fixture
