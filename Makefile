@@ -9,7 +9,8 @@ CLI := $(VENV)/bin/photostream
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 FAULT_TESTS := tests/integration/test_faults.py tests/integration/test_gateway_killed_mid_request.py \
-	tests/streams/test_worker_failover.py tests/sinks/test_sinks_crash.py tests/integration/test_kafka_cluster.py
+	tests/streams/test_worker_failover.py tests/sinks/test_sinks_crash.py tests/integration/test_kafka_cluster.py \
+	tests/producers/test_tus_clients.py
 
 .PHONY: help install jars run test test-unit test-integration test-faults bench bench-analytics stack-up stack-down stack-status lint typecheck clean
 
