@@ -57,9 +57,9 @@ def _declaration_key(photographer_id: str, upload_id: str) -> str:
     return f"{_staged_key(photographer_id, upload_id)}.json"
 
 
-def _bytes_key(photographer_id: str, upload_id: str, declared: dict[str, Any]) -> str:
+def _bytes_key(photographer_id: str, upload_id: str, *, in_place: bool) -> str:
     """Where the client puts the bytes: the original's key for one PUT, the staging area for parts."""
-    if declared.get("in_place"):
+    if in_place:
         return original_key(photographer_id, upload_id)
     return _staged_key(photographer_id, upload_id)
 
@@ -136,7 +136,7 @@ class DirectUploads:
         now = datetime.now(UTC)
         expires_in = self.settings.direct_url_seconds
         in_place = declared["size"] <= self.settings.direct_put_max_bytes
-        key = _bytes_key(photographer_id, upload_id, {"in_place": in_place})
+        key = _bytes_key(photographer_id, upload_id, in_place=in_place)
         answer: dict[str, Any] = {
             "upload_id": upload_id,
             "method": "PUT",
@@ -185,7 +185,7 @@ class DirectUploads:
                 raise problems.not_found(
                     f"no direct upload {upload_id}: declare it with POST /v1/uploads/direct first"
                 ) from None
-            key = _bytes_key(photographer_id, upload_id, declared)
+            key = _bytes_key(photographer_id, upload_id, in_place=bool(declared.get("in_place")))
             if declared["multipart_id"]:
                 await self._assemble(MultipartUpload(key, declared["multipart_id"]))
             staged = await self._check(key, declared, _declaration_key(photographer_id, upload_id))

@@ -32,6 +32,15 @@ async def read_sse(response, timeout: float = 120) -> list[tuple[str, dict]]:
     return events
 
 
+@pytest.fixture
+async def pipeline(make_gateway, workers, sinks, unique_name):
+    """A gateway with its progress feed, the sinks and a worker running, and a photographer's key."""
+    gateway = await make_gateway()
+    sinks.start()
+    workers.start()
+    return gateway, await gateway.services.keys.create(unique_name("ph"))
+
+
 async def upload(gateway, key: str, name: str, data: bytes) -> str:
     response = await gateway.post("/v1/uploads", data=form((name, data)), headers=auth(key))
     assert response.status == 202, await response.text()
@@ -39,13 +48,8 @@ async def upload(gateway, key: str, name: str, data: bytes) -> str:
 
 
 @pytest.mark.timeout(300)
-async def test_server_sent_events_follow_an_upload_then_replay_for_a_late_client(
-    make_gateway, workers, sinks, unique_name
-):
-    gateway = await make_gateway()
-    sinks.start()
-    workers.start()
-    key = await gateway.services.keys.create(unique_name("ph"))
+async def test_server_sent_events_follow_an_upload_then_replay_for_a_late_client(pipeline, make_gateway):
+    gateway, key = pipeline
     upload_id = await upload(gateway, key, "a.jpg", make_photo(seed=41, width=800, height=600))
     response = await gateway.get(f"/v1/uploads/{upload_id}/events", headers=auth(key))
     assert response.status == 200
@@ -78,11 +82,8 @@ async def test_server_sent_events_follow_an_upload_then_replay_for_a_late_client
 
 
 @pytest.mark.timeout(300)
-async def test_a_failed_upload_ends_its_stream_with_the_reason(make_gateway, workers, sinks, unique_name):
-    gateway = await make_gateway()
-    sinks.start()
-    workers.start()
-    key = await gateway.services.keys.create(unique_name("ph"))
+async def test_a_failed_upload_ends_its_stream_with_the_reason(pipeline):
+    gateway, key = pipeline
     upload_id = await upload(gateway, key, "cut.jpg", truncated_jpeg())
     events = await read_sse(await gateway.get(f"/v1/uploads/{upload_id}/events", headers=auth(key)))
     assert [name for name, _ in events] == ["received", "failed"], events
@@ -101,11 +102,8 @@ async def test_only_the_owner_may_follow(make_gateway, sinks, unique_name):
 
 
 @pytest.mark.timeout(300)
-async def test_one_websocket_follows_several_uploads(make_gateway, workers, sinks, unique_name):
-    gateway = await make_gateway()
-    sinks.start()
-    workers.start()
-    key = await gateway.services.keys.create(unique_name("ph"))
+async def test_one_websocket_follows_several_uploads(pipeline, unique_name):
+    gateway, key = pipeline
     other = await gateway.services.keys.create(unique_name("ph"))
     first = await upload(gateway, key, "a.jpg", make_photo(seed=43))
     second = await upload(gateway, key, "b.jpg", make_photo(seed=44))
