@@ -22,7 +22,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from photostream.config import KafkaSettings
-from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, PHOTO_VARIANTS
+from schemas.topics import PHOTO_DELETED, PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, PHOTO_VARIANTS
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(PHOTO_PROCESSED, PARTITIONS, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
     TopicSpec(PHOTO_READY, PARTITIONS, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
     TopicSpec(PHOTO_FAILED, PARTITIONS, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    # Kept well past photo-uploads' retention: a replay of an upload must still find its delete.
+    TopicSpec(PHOTO_DELETED, PARTITIONS, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
 )
 
 

@@ -2,6 +2,7 @@
 
     POST /v1/uploads             multipart: one or more ``file`` parts, optional ``title`` and ``tags``
     GET  /v1/uploads/{upload_id} the upload's status, for its own photographer only
+    DELETE /v1/uploads/{upload_id}  cancel or delete it: original, variants, no more events (``producers.deletion``)
     GET  /v1/uploads/{upload_id}/events, GET /v1/ws   its stages as they happen (``producers.live``)
     POST /v1/uploads/direct      presigned S3 URLs; then POST /v1/uploads/{upload_id}/complete (``producers.direct``)
     /v1/tus/                     resumable uploads (tus 1.0.0, ``producers.tus``)
@@ -40,6 +41,7 @@ from photostream.objectstore import Store, StoreError, StoreUnavailable
 from photostream.warehouse import WarehouseError
 from producers import problems
 from producers.dashboard import Dashboard
+from producers.deletion import UploadDeletion
 from producers.direct import DirectUploads
 from producers.fields import clean_filename, parse_tags, parse_title
 from producers.ingest import OriginalWriter, RejectedFile, StagedOriginal, stage
@@ -54,7 +56,7 @@ from producers.staging_sweep import sweep_forever
 from producers.status import Progress, StatusSource
 from producers.throttle import FailureLimiter
 from producers.tus import TusUploads, sweep_expired
-from schemas.events import UploadReceived
+from schemas.events import UploadDeleted, UploadReceived
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +92,10 @@ class Committable(Protocol):
 
 
 class UploadEvents(Protocol):
-    """Publishes the event that an upload was received (acknowledged before returning)."""
+    """Publishes that an upload was received or deleted (acknowledged before returning)."""
 
-    async def publish(self, event: UploadReceived) -> None:
-        """Publish ``event`` (its ``published_at`` stamped at the send); raise PublishError if not acknowledged."""
+    async def publish(self, event: UploadReceived | UploadDeleted) -> None:
+        """Publish ``event`` (an upload's ``published_at`` stamped at the send); PublishError if not acknowledged."""
         ...
 
     def reachable(self, timeout: float = 3.0) -> bool:
@@ -687,6 +689,7 @@ def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMe
     if services.feed is not None:
         LiveProgress(gateway, services.feed).add_routes(app)
     app.router.add_get("/v1/uploads/{upload_id}", gateway.get_upload)
+    UploadDeletion(gateway).add_routes(app)
     if services.dashboard is not None:
         app.router.add_get("/dashboard", services.dashboard.page)
         app.router.add_get("/dashboard/data", services.dashboard.data_json)

@@ -4,7 +4,8 @@ Layout in the bucket (all names built from ids, never from filenames)::
 
     originals/<photographer>/<upload id>            the bytes as received
     incoming/<photographer>/<ingest id>             a multipart upload while it arrives (staging)
-    uploads/<upload id>.json                        what was accepted, and when
+    uploads/<upload id>.json                        what was accepted, and when (removed by a delete)
+    deleted/<upload id>.json                        the latest delete of an upload (photostream.deletions)
     quota/<yyyy-mm-dd>/<photographer>/<upload id>   one empty marker per accepted upload
 
 An image's ``upload_id`` is derived from the photographer and the content's SHA-256,
@@ -125,6 +126,13 @@ class UploadLedger:
         except ObjectMissing:
             return None
         return UploadRecord(**raw)
+
+    async def forget(self, upload_id: str) -> None:
+        """Remove an upload's record (it was deleted): the id is unknown again, and its content new again.
+
+        The quota marker stays: the upload counted on its day.
+        """
+        await self._store.delete(self._record_key(upload_id))
 
     async def save(self, record: UploadRecord) -> bool:
         """Store a new record; False when one with this id exists already (a concurrent twin)."""

@@ -1,6 +1,6 @@
 """Following uploads as they go: Server-Sent Events for one upload, a WebSocket for many.
 
-    GET /v1/uploads/{upload_id}/events   text/event-stream: one event per stage, ends after ready or failed
+    GET /v1/uploads/{upload_id}/events   text/event-stream: one event per stage, ends after ready, failed or deleted
     GET /v1/ws                           send {"subscribe": [ids]} (or "unsubscribe"); stages come as JSON
 
 Both send the owner the stages already passed first (from the ledger and the status), then each
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 from aiohttp_sse import sse_response
 
+from photostream.deletions import read_tombstone
 from photostream.warehouse import WarehouseError
 from producers import problems
 from producers.ledger import UploadRecord
@@ -74,6 +75,9 @@ class LiveProgress:
         known = {stage.stage: stage for stage in await self._from_status(record)}
         for stage in self.feed.recent(record.upload_id):
             known.setdefault(stage.stage, stage)
+        tombstone = await read_tombstone(self.gateway.services.store, record.upload_id)
+        if tombstone is not None and tombstone.deletes(datetime.fromisoformat(record.received_at)):
+            known.setdefault("deleted", StageEvent(record.upload_id, "deleted", tombstone.deleted_at.isoformat()))
         return sorted(known.values(), key=lambda stage: STAGES.index(stage.stage))
 
     async def _from_status(self, record: UploadRecord) -> list[StageEvent]:

@@ -1,14 +1,16 @@
 """What happens to uploads past the gateway, pushed to the clients that follow them.
 
-Each gateway instance reads ``photo-processed``, ``photo-ready`` and ``photo-failed`` from
-their ends (every partition assigned, no consumer group: every instance sees every event, so
-a client may follow any upload through any instance) on a thread of its own, and hands each
-event, as the stages it stands for, to the followers of its upload on the event loop.
+Each gateway instance reads ``photo-processed``, ``photo-ready``, ``photo-failed`` and
+``photo-deleted`` from their ends (every partition assigned, no consumer group: every instance
+sees every event, so a client may follow any upload through any instance) on a thread of its
+own, and hands each event, as the stages it stands for, to the followers of its upload on the
+event loop.
 
 Stages, in order: ``received`` (the gateway accepted it), ``processing`` (a worker started on
 it), ``processed`` (metadata read, variants rendered), then ``ready`` (variants stored) or
-``failed``. ``ImageProcessed`` carries when processing started and ended, so both stages are
-sent when it arrives; a worker reports no separate start.
+``failed``; ``deleted`` (its photographer deleted it) ends it at any point. ``ImageProcessed``
+carries when processing started and ended, so both stages are sent when it arrives; a worker
+reports no separate start.
 """
 
 from __future__ import annotations
@@ -29,15 +31,15 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 from photostream.config import KafkaSettings
 from photostream.warehouse import jsonable
 from schemas.errors import SerdeError
-from schemas.events import Event, ImageProcessed, ImageReady, ProcessingFailed
+from schemas.events import Event, ImageProcessed, ImageReady, ProcessingFailed, UploadDeleted
 from schemas.serde import EventSerde
-from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY
+from schemas.topics import PHOTO_DELETED, PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY
 
 log = logging.getLogger(__name__)
 
-FEED_TOPICS = (PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED)
-STAGES = ("received", "processing", "processed", "ready", "failed")
-FINAL_STAGES = frozenset({"ready", "failed"})
+FEED_TOPICS = (PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED, PHOTO_DELETED)
+STAGES = ("received", "processing", "processed", "ready", "failed", "deleted")
+FINAL_STAGES = frozenset({"ready", "failed", "deleted"})
 # What of the metadata a ``processed`` stage carries (the status has all of it).
 # How many uploads' latest stages the feed keeps for clients that connect just after them.
 RECENT_UPLOADS = 10_000
@@ -89,6 +91,8 @@ def stages_of(event: Event) -> list[StageEvent]:
     if isinstance(event, ProcessingFailed):
         error = {"code": str(event.reason), "detail": event.detail, "stage": event.stage}
         return [StageEvent(upload_id, "failed", _iso(event.failed_at), {"error": error})]
+    if isinstance(event, UploadDeleted):
+        return [StageEvent(upload_id, "deleted", _iso(event.deleted_at))]
     return []
 
 

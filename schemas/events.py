@@ -223,7 +223,28 @@ class ProcessingFailed(Record):
     attempt: int = 1
 
 
-Event = UploadReceived | VariantRendered | ImageProcessed | ImageReady | ProcessingFailed
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadDeleted(Record):
+    """The photographer deleted an upload; nothing more is published for it. Topic ``photo-deleted``."""
+
+    upload_id: uuid.UUID
+    photographer_id: str
+    sha256: str
+    bucket: str
+    original_key: str
+    received_at: datetime
+    deleted_at: datetime
+    gateway_id: str
+
+    def deletes(self, received_at: datetime) -> bool:
+        """Whether an event of the upload received at ``received_at`` belongs to what this deleted.
+
+        A later upload of the same content has the same id and a later ``received_at``: it lives on.
+        """
+        return received_at <= self.deleted_at
+
+
+Event = UploadReceived | VariantRendered | ImageProcessed | ImageReady | ProcessingFailed | UploadDeleted
 """Any top-level event; each has its own topic (see ``schemas.topics``)."""
 
 EVENT_TYPES: tuple[type[Record], ...] = typing.get_args(Event)

@@ -6,13 +6,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from schemas.events import ImageProcessed, ImageReady, ProcessingFailed, Record, UploadReceived, VariantRendered
+from schemas.events import (
+    ImageProcessed,
+    ImageReady,
+    ProcessingFailed,
+    Record,
+    UploadDeleted,
+    UploadReceived,
+    VariantRendered,
+)
 
 PHOTO_UPLOADS = "photo-uploads"
 PHOTO_VARIANTS = "photo-variants"
 PHOTO_PROCESSED = "photo-processed"
 PHOTO_READY = "photo-ready"
 PHOTO_FAILED = "photo-failed"
+PHOTO_DELETED = "photo-deleted"
 
 EVENT_BY_TOPIC: Mapping[str, type[Record]] = MappingProxyType(
     {
@@ -21,11 +30,12 @@ EVENT_BY_TOPIC: Mapping[str, type[Record]] = MappingProxyType(
         PHOTO_PROCESSED: ImageProcessed,
         PHOTO_READY: ImageReady,
         PHOTO_FAILED: ProcessingFailed,
+        PHOTO_DELETED: UploadDeleted,
     }
 )
 """Topic name to the event class on it; every topic carries exactly one event type."""
 
-SUBSCRIBABLE_TOPICS: tuple[str, ...] = (PHOTO_UPLOADS, PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED)
+SUBSCRIBABLE_TOPICS: tuple[str, ...] = (PHOTO_UPLOADS, PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED, PHOTO_DELETED)
 """The topics other services may subscribe to: their events are the published contract
 (docs/subscribers.md, docs/asyncapi.yaml). ``photo-variants`` is internal: it carries image
 bytes from the workers to the S3 sink, and its shape may change with the pipeline."""

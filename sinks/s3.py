@@ -10,6 +10,13 @@ not complete yet, so a restart replays every variant of every unfinished image; 
 ``ImageReady`` are idempotent (same keys, same bytes, same ``event_id``). Variants that arrive
 after their image was completed (a worker's replay) are written again and, if they start an
 image that never completes in this process, it is completed from what S3 already holds.
+
+Deletes: the sink also reads ``photo-deleted`` (same group, so partition p of both topics comes
+together). A deleted image's variants still in the batch are not written, those written before
+are removed, and it is never announced. Before announcing any image the sink reads its tombstone
+(``photostream.deletions``), so a delete it has not consumed yet (or consumed before a restart)
+still stops the ``ImageReady``; only an announcement already checked when the delete lands can
+precede it, by the time one send takes.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from photostream import media
+from photostream.deletions import read_tombstone
+from photostream.layout import variant_key, variants_prefix
 from photostream.objectstore import ObjectMissing, Store
 from schemas.errors import SerdeError
-from schemas.events import ImageReady, StoredVariant, VariantRendered
+from schemas.events import ImageReady, StoredVariant, UploadDeleted, VariantRendered
 from schemas.serde import EventSerde
 from schemas.topics import PHOTO_READY, Partition
 from sinks.consumer import Received
@@ -39,6 +48,8 @@ log = logging.getLogger(__name__)
 STRAGGLER_SECONDS = 30.0
 # Images completed recently, so a replay's late variants do not open a new, never-complete image.
 _RECENT_IMAGES = 100_000
+# Deletes consumed recently, so a deleted image's late variants are not written at all.
+_RECENT_DELETES = 100_000
 
 
 class ReadyEvents(Protocol):
@@ -46,12 +57,6 @@ class ReadyEvents(Protocol):
 
     async def send(self, topic: str, *, key: bytes, value: bytes) -> object:
         """Publish and wait for the broker's acknowledgement."""
-
-
-def variant_key(photographer_id: str, upload_id: uuid.UUID, received_at: datetime, variant: str, fmt: str) -> str:
-    """The object key of one variant: by photographer, upload date (UTC) and image id."""
-    day = received_at.astimezone(UTC)
-    return f"derivatives/{photographer_id}/{day:%Y/%m/%d}/{upload_id}/{variant}.{media.extension(fmt)}"
 
 
 def ready_event_id(upload_id: uuid.UUID, variants: Iterable[StoredVariant]) -> str:
@@ -114,22 +119,31 @@ class S3Sink:
         self._images: dict[uuid.UUID, _Image] = {}
         self._next: dict[Partition, int] = {}
         self._recent: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self._deleted: OrderedDict[uuid.UUID, datetime] = OrderedDict()  # when each was deleted
+        # Deleted images whose stored variants this batch's flush removes.
+        self._removals: dict[uuid.UUID, UploadDeleted] = {}
 
     def pending(self) -> int:
         """Variants not yet written."""
         return len(self._writes)
 
     async def add(self, message: Received) -> None:
-        """Take one ``VariantRendered``; an undecodable message is logged and skipped."""
+        """Take one ``VariantRendered`` or ``UploadDeleted``; an undecodable message is logged and skipped."""
         partition = message.source
         self._next[partition] = message.offset + 1
         try:
             event = self._serde.decode(message.value, message.topic, message.partition, message.offset)
         except SerdeError as error:
-            log.error("skipping an undecodable variant: %s", error)
+            log.error("skipping an undecodable message: %s", error)
+            return
+        if isinstance(event, UploadDeleted):
+            self._delete(event)
             return
         if not isinstance(event, VariantRendered):
             log.error("skipping a %s on %s", type(event).__name__, message.topic)
+            return
+        deleted_at = self._deleted.get(event.upload_id)
+        if deleted_at is not None and event.received_at <= deleted_at:
             return
         key = variant_key(event.photographer_id, event.upload_id, event.received_at, event.variant, event.format)
         self._writes.append(_Write(event, key, partition, message.offset))
@@ -142,6 +156,26 @@ class S3Sink:
                 partition=partition,
                 first_offset=message.offset,
             )
+
+    def _delete(self, deleted: UploadDeleted) -> None:
+        """Stop everything of a deleted image: its pending writes, its announcement; remove what is stored."""
+        upload_id = deleted.upload_id
+        self._writes = [
+            write
+            for write in self._writes
+            if write.event.upload_id != upload_id or not deleted.deletes(write.event.received_at)
+        ]
+        image = self._images.get(upload_id)
+        if image is not None and deleted.deletes(image.received_at):
+            del self._images[upload_id]
+        self._removals[upload_id] = deleted
+        self._remember_deleted(upload_id, deleted.deleted_at)
+
+    def _remember_deleted(self, upload_id: uuid.UUID, deleted_at: datetime) -> None:
+        self._deleted[upload_id] = deleted_at
+        self._deleted.move_to_end(upload_id)
+        if len(self._deleted) > _RECENT_DELETES:
+            self._deleted.popitem(last=False)
 
     async def flush(self) -> dict[Partition, int]:
         """Write the batch's variants, announce the images now complete, return safe offsets."""
@@ -157,9 +191,41 @@ class S3Sink:
                 image.stored[(write.event.variant, write.event.format)] = _stored(write)
                 image.progressed = time.monotonic()
         await self._complete_stragglers()
-        for image in [image for image in self._images.values() if len(image.stored) >= image.expected]:
-            await self._announce(image)
+        complete = [image for image in self._images.values() if len(image.stored) >= image.expected]
+        tombstones = await asyncio.gather(*(read_tombstone(self._store, image.upload_id) for image in complete))
+        for image, tombstone in zip(complete, tombstones, strict=True):
+            if tombstone is not None and tombstone.deletes(image.received_at):
+                # Deleted after its variants were rendered; the delete's own message may come later or never here.
+                del self._images[image.upload_id]
+                self._remember_deleted(image.upload_id, tombstone.deleted_at)
+                await self._remove(image.photographer_id, image.upload_id, image.received_at, tombstone.deleted_at)
+            else:
+                await self._announce(image)
+        removals, self._removals = self._removals, {}
+        try:
+            for gone in removals.values():
+                await self._remove(gone.photographer_id, gone.upload_id, gone.received_at, gone.deleted_at)
+        except BaseException:
+            self._removals = {**removals, **self._removals}
+            raise
         return self._safe_offsets()
+
+    async def _remove(self, photographer_id: str, upload_id: uuid.UUID, received_at: datetime, up_to: datetime) -> None:
+        """Remove the variants stored for a deleted image, except a later re-upload's (received after ``up_to``)."""
+        keys = await self._store.list_keys(variants_prefix(photographer_id, upload_id, received_at))
+        later = await asyncio.gather(*(self._later(key, up_to) for key in keys))
+        doomed = [key for key, keep in zip(keys, later, strict=True) if not keep]
+        await asyncio.gather(*(self._store.delete(key) for key in doomed))
+        log.info("removed %d variants of deleted upload %s", len(doomed), upload_id)
+
+    async def _later(self, key: str, up_to: datetime) -> bool:
+        """Whether the variant at ``key`` belongs to an upload received after ``up_to`` (the same photo sent again)."""
+        try:
+            _, meta = await self._store.head(key)
+        except ObjectMissing:
+            return False
+        stored = meta.get("received-at")
+        return stored is not None and datetime.fromisoformat(stored) > up_to
 
     def drop(self, partitions: Iterable[Partition]) -> None:
         """Forget images and writes of partitions no longer ours; their new owner replays them."""
@@ -184,6 +250,7 @@ class S3Sink:
                 "width": str(event.width),
                 "height": str(event.height),
                 "sha256": event.sha256,
+                "received-at": event.received_at.isoformat(),
             },
         )
 
@@ -209,8 +276,8 @@ class S3Sink:
         now = time.monotonic()
         for image in [i for i in self._images.values() if now - i.progressed > self._straggler_seconds]:
             image.progressed = now
-            prefix = variant_key(image.photographer_id, image.upload_id, image.received_at, "", "").rsplit("/", 1)[0]
-            for key in await self._store.list_keys(prefix + "/"):
+            prefix = variants_prefix(image.photographer_id, image.upload_id, image.received_at)
+            for key in await self._store.list_keys(prefix):
                 try:
                     size, meta = await self._store.head(key)
                 except ObjectMissing:

@@ -28,7 +28,7 @@ from photostream.objectstore import ObjectStore
 from photostream.topics import ensure_topics
 from photostream.warehouse import EngineReader, ensure_query_token
 from schemas.serde import EventSerde
-from schemas.topics import PHOTO_VARIANTS
+from schemas.topics import PHOTO_DELETED, PHOTO_VARIANTS
 from sinks import clickhouse
 from sinks.clickhouse_schema import migrate
 from sinks.consumer import Sink, SinkLoop
@@ -68,7 +68,7 @@ async def serve(
 
     s3_sink = S3Sink(store, producer, serde, cache_control=sinks.cache_control)
     loops = [
-        sink_loop(s3_sink, sinks.s3_group, [PHOTO_VARIANTS], sinks.s3_batch_seconds),
+        sink_loop(s3_sink, sinks.s3_group, [PHOTO_VARIANTS, PHOTO_DELETED], sinks.s3_batch_seconds),
         sink_loop(
             clickhouse.ClickHouseSink(writer, serde), sinks.clickhouse_group, clickhouse.TOPICS, sinks.batch_seconds
         ),

@@ -1,4 +1,7 @@
-"""The Faust app: one agent on ``photo-uploads`` that wires ``UploadHandler`` to the topics.
+"""The Faust app: ``UploadHandler`` on ``photo-uploads``, and deletes taken out of the duplicate index.
+
+The agent on ``photo-deleted`` records each delete in the index, so no later photo matches the
+deleted one and the upload is skipped if its event is decided after the delete.
 
 Delivery (at least once, and idempotent, so nothing is lost and nothing doubled downstream):
 
@@ -32,7 +35,7 @@ from photostream.logs import upload_context
 from photostream.topics import PARTITIONS, VARIANT_MAX_MESSAGE_BYTES
 from schemas import topics
 from schemas.errors import SerdeError
-from schemas.events import UploadReceived
+from schemas.events import UploadDeleted, UploadReceived
 from schemas.serde import EventSerde
 from schemas.topics import Source
 from streams.duplicates import DuplicateIndex
@@ -141,6 +144,34 @@ def create_app(
             # Submitted from here, where current_event() is this event: the task started for it
             # copies this context, so its table writes go to this event's changelog partition.
             await window.submit(event.message.tp, event)
+
+    @app.agent(raw_topic(topics.PHOTO_DELETED), name="forget-deleted")
+    async def forget_deleted(stream: StreamT) -> None:
+        # photo-deleted is keyed and partitioned as photo-uploads, so faust assigns its partition p to
+        # the worker that owns uploads' p, and the index's entries of that photographer.
+        async for event in stream.events():
+            await forget(event)
+
+    async def forget(event: EventT) -> None:
+        source = _source(event)
+        try:
+            decoded = serde.decode(event.value, source.topic, source.partition, source.offset)
+        except SerdeError as error:
+            log.error("skipping an undecodable event: %s", error)
+            return
+        if not isinstance(decoded, UploadDeleted):
+            log.error("skipping a %s on %s at offset %s", type(decoded).__name__, source.topic, source.offset)
+            return
+        sends: list[Any] = []
+        changelog_sends.set(sends)
+        with upload_context(upload_id=decoded.upload_id, photographer_id=decoded.photographer_id):
+            duplicates.forget(
+                decoded.photographer_id, decoded.upload_id, sha256=decoded.sha256, deleted_at=decoded.deleted_at
+            )
+            log.info("forgot deleted upload %s", decoded.upload_id)
+        # Acknowledged (on the next event) only once its changelog writes are: a restart still knows.
+        for send in sends:
+            await send
 
     return app
 

@@ -8,6 +8,10 @@ Two hashes within ``max_distance`` bits of each other agree exactly on at least 
 pigeonhole), so each block value is a key whose bucket lists the hashes that had it. A lookup
 reads ``max_distance + 1`` buckets instead of scanning every earlier photo.
 
+Deletes: a deleted photo is forgotten (``forget``): it matches no later photo, and the index
+remembers when it was deleted, so the worker skips that upload's event if it comes after the
+delete, while the same content uploaded again later (same id, later ``received_at``) is a new photo.
+
 Order: every record carries a sequence (the event's partition offset; one photographer's events
 share one partition). A photo is only ever the duplicate of one with a lower sequence, and a
 replayed event finds itself and skips it, so decisions follow upload order and a replay after a
@@ -20,12 +24,15 @@ import logging
 import uuid
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
 HASH_BITS = 64
 MAX_DISTANCE_LIMIT = 15  # blocks of at least 4 bits; beyond it buckets stop narrowing anything
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 DuplicateKind = Literal["exact", "near"]
 
@@ -106,7 +113,43 @@ class DuplicateIndex:
             bucket = self._store.get(key) or []
             if not any(entry[1] == own_id for entry in bucket):
                 self._store[key] = [*bucket, [phash, own_id, sequence]]
+        phash_key = self._phash_key(photographer_id, own_id)
+        if self._store.get(phash_key) != [phash]:
+            self._store[phash_key] = [phash]
         return match
+
+    def forget(self, photographer_id: str, upload_id: uuid.UUID, *, sha256: str, deleted_at: datetime) -> None:
+        """Forget a deleted photo: no later photo matches it, and its upload reads as deleted until then."""
+        own_id = str(upload_id)
+        self._store[self._deleted_key(photographer_id, own_id)] = [_millis(deleted_at)]
+        exact_key = f"{photographer_id}/sha256/{sha256}"
+        exact = self._store.get(exact_key)
+        if exact is not None and exact[0] == own_id:
+            del self._store[exact_key]
+        phash_key = self._phash_key(photographer_id, own_id)
+        recorded = self._store.get(phash_key)
+        if recorded is None:
+            return
+        for key in self._bucket_keys(photographer_id, int(recorded[0], 16)):
+            bucket = self._store.get(key) or []
+            kept = [entry for entry in bucket if entry[1] != own_id]
+            if len(kept) != len(bucket):
+                self._store[key] = kept
+        del self._store[phash_key]
+
+    def deleted(self, photographer_id: str, upload_id: uuid.UUID, received_at: datetime) -> bool:
+        """Whether the upload received at ``received_at`` was deleted since (a re-upload after a delete was not)."""
+        marker = self._store.get(self._deleted_key(photographer_id, str(upload_id)))
+        return marker is not None and _millis(received_at) <= marker[0]
+
+    @staticmethod
+    def _deleted_key(photographer_id: str, upload_id: str) -> str:
+        return f"{photographer_id}/deleted/{upload_id}"
+
+    @staticmethod
+    def _phash_key(photographer_id: str, upload_id: str) -> str:
+        # Which buckets a photo is in, so a delete can take it out of them.
+        return f"{photographer_id}/phash-of/{upload_id}"
 
     def _nearest(self, bucket_keys: list[str], own_id: str, value: int, sequence: int) -> Duplicate | None:
         best: tuple[int, int, str] | None = None
@@ -123,6 +166,11 @@ class DuplicateIndex:
     def _bucket_keys(self, photographer_id: str, value: int) -> Iterator[str]:
         for index, (shift, mask) in enumerate(self._blocks):
             yield f"{photographer_id}/phash/{self._max_distance}/{index}/{(value >> shift) & mask:x}"
+
+
+def _millis(moment: datetime) -> int:
+    # Events carry milliseconds (Avro timestamp-millis), so compare at that precision, exactly.
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _blocks(count: int) -> list[tuple[int, int]]:

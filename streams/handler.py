@@ -5,7 +5,9 @@ at once. ``decide`` checks duplicates and builds the events to emit. It is quick
 duplicate index, and the agent runs it for one partition's uploads strictly in their order, so
 the earlier upload is always the original.
 
-Bad input never raises out of here: it becomes a ``ProcessingFailed`` with a reason code.
+Bad input never raises out of here: it becomes a ``ProcessingFailed`` with a reason code. An
+upload deleted before ``decide`` (its tombstone, or the delete the agent recorded in the index)
+emits nothing at all.
 
 Memory: an original is streamed from the store into a ``SpooledOriginal`` (``streams.spill``),
 hashed on the store's thread as it arrives, kept in memory up to ``spill_bytes`` and in a temp
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import tenacity
 
+from photostream.deletions import is_deleted
 from photostream.objectstore import ObjectMissing, Store, StoreError
 from schemas.events import (
     Event,
@@ -55,6 +58,8 @@ class Prepared:
     started_at: datetime
     processed: Processed | None = None
     failure: ProcessingFailed | None = None
+    # The upload was deleted before its image work: nothing is emitted for it.
+    deleted: bool = False
 
 
 class UploadHandler:
@@ -100,9 +105,13 @@ class UploadHandler:
     async def prepare(self, upload: UploadReceived, source: Source) -> Prepared:
         """Fetch the original and derive everything from it; never raises on bad input."""
         started_at = self._clock()
+        log.info("processing upload %s (%d bytes)", upload.upload_id, upload.bytes)
         try:
             original: SpooledOriginal = await self._fetch(self._download, upload.original_key)
         except ObjectMissing:
+            if await self._was_deleted(upload):
+                log.info("upload %s was deleted before it was processed: skipped", upload.upload_id)
+                return Prepared(upload=upload, started_at=started_at, deleted=True)
             return self._failed(upload, source, started_at, FailureReason.MISSING_ORIGINAL, "the original is gone")
         except StoreError as error:
             detail = f"the original could not be read: {error!r}"
@@ -123,6 +132,14 @@ class UploadHandler:
                 return self._failed(upload, source, started_at, FailureReason.INTERNAL, detail)
         return Prepared(upload=upload, started_at=started_at, processed=processed)
 
+    async def _was_deleted(self, upload: UploadReceived) -> bool:
+        """Whether a missing original was deleted by its photographer (a tombstone), rather than lost."""
+        try:
+            return await is_deleted(self._originals, upload.upload_id, upload.received_at)
+        except StoreError as error:
+            log.warning("could not tell whether %s was deleted: %r", upload.upload_id, error)
+            return False
+
     async def _download(self, key: str) -> SpooledOriginal:
         """One attempt: stream the original into a fresh spool, hashing it on the store's thread."""
         original = SpooledOriginal(self._spill_bytes, self._spill_dir)
@@ -140,6 +157,11 @@ class UploadHandler:
         decides, and an upload only duplicates an earlier one.
         """
         upload, processed = prepared.upload, prepared.processed
+        if prepared.deleted or duplicates.deleted(upload.photographer_id, upload.upload_id, upload.received_at):
+            # Deleted while queued or in the works: no variant, no summary, not a duplicate candidate.
+            if not prepared.deleted:
+                log.info("upload %s was deleted while it was processed: nothing emitted", upload.upload_id)
+            return ()
         if processed is None:
             return () if prepared.failure is None else (prepared.failure,)
         duplicate = duplicates.check_and_record(

@@ -31,6 +31,7 @@ from producers.dashboard import Dashboard
 from producers.gateway import create_app
 from producers.progress_feed import ProgressFeed
 from producers.status import ClickHouseStatus
+from schemas.topics import PHOTO_DELETED, PHOTO_UPLOADS
 from tests.gateway_client import gateway_services
 from tests.pipeline import Sinks
 from tests.streams.workers import WorkerGroup, delete_group_topics, start_group_at_end
@@ -102,7 +103,8 @@ def unique_name() -> Callable[[str], str]:
 def workers(local_stack, tmp_path, unique_name):
     ensure_topics(local_stack.kafka)
     group = WorkerGroup(local_stack.kafka, local_stack.s3, unique_name("test-processing"), tmp_path)
-    start_group_at_end(local_stack.kafka, group.app_id)
+    for topic in (PHOTO_UPLOADS, PHOTO_DELETED):
+        start_group_at_end(local_stack.kafka, group.app_id, topic)
     yield group
     group.stop_all()
     delete_group_topics(local_stack.kafka, group.app_id)

@@ -17,7 +17,7 @@ from producers.ledger import UploadLedger
 from producers.progress_feed import ProgressFeed
 from producers.publisher import KafkaUploadEvents
 from producers.status import StatusSource
-from schemas.events import UploadReceived
+from schemas.events import UploadDeleted, UploadReceived
 from schemas.serde import EventSerde
 
 
@@ -57,7 +57,7 @@ class MemoryUploadEvents:
     """
 
     def __init__(self) -> None:
-        self.published: list[UploadReceived] = []
+        self.published: list[UploadReceived | UploadDeleted] = []
         self.failure: PublishError | None = None
         self.closed = False
 
@@ -65,7 +65,7 @@ class MemoryUploadEvents:
         """Fail every publish with ``error`` (and answer unreachable) until called with None."""
         self.failure = error
 
-    async def publish(self, event: UploadReceived) -> None:
+    async def publish(self, event: UploadReceived | UploadDeleted) -> None:
         await asyncio.sleep(0)  # a send is never synchronous
         if self.failure is not None:
             raise self.failure.with_traceback(None)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from photostream.config import KafkaSettings, S3Settings
 from photostream.warehouse import RemoteReader
-from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, PHOTO_VARIANTS
+from schemas.topics import PHOTO_DELETED, PHOTO_VARIANTS
+from sinks import clickhouse
 from tests.processes import ServiceProcess, free_port, start_service
 from tests.streams.workers import commit_offsets, start_group_at_end
 
@@ -61,13 +62,15 @@ class Sinks:
     def skip_history(self) -> None:
         """Start both groups at the end of their topics, past earlier tests' events."""
         self.starts = {
-            f"test-s3-sink-{self.suffix}": start_group_at_end(self.kafka, f"test-s3-sink-{self.suffix}", PHOTO_VARIANTS)
+            f"test-s3-sink-{self.suffix}": [
+                offset
+                for topic in (PHOTO_VARIANTS, PHOTO_DELETED)
+                for offset in start_group_at_end(self.kafka, f"test-s3-sink-{self.suffix}", topic)
+            ]
         }
         group = f"test-clickhouse-sink-{self.suffix}"
         self.starts[group] = [
-            offset
-            for topic in (PHOTO_UPLOADS, PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED)
-            for offset in start_group_at_end(self.kafka, group, topic)
+            offset for topic in clickhouse.TOPICS for offset in start_group_at_end(self.kafka, group, topic)
         ]
 
     def rewind(self) -> None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Message
 
 from photostream.config import SinksSettings
+from photostream.deletions import write_tombstone
 from photostream.objectstore import MemoryObjectStore
-from schemas.events import ImageReady, VariantRendered
+from schemas.events import ImageReady, UploadDeleted, VariantRendered
 from schemas.serde import EventSerde
-from schemas.topics import PHOTO_READY, PHOTO_VARIANTS
+from schemas.topics import PHOTO_DELETED, PHOTO_READY, PHOTO_VARIANTS
 from sinks.consumer import Received
 from sinks.s3 import S3Sink, variant_key
 
@@ -145,3 +146,85 @@ async def test_revoked_partitions_are_forgotten():
     s3.drop([(PHOTO_VARIANTS, 7)])
     assert s3.pending() == 0
     assert await s3.flush() == {}
+
+
+def deletion(upload_id: uuid.UUID, *, deleted_at: datetime, received_at: datetime = RECEIVED) -> UploadDeleted:
+    return UploadDeleted(
+        upload_id=upload_id,
+        photographer_id="alice",
+        sha256="0" * 64,
+        bucket="memory",
+        original_key=f"originals/alice/{upload_id}",
+        received_at=received_at,
+        deleted_at=deleted_at,
+        gateway_id="test",
+    )
+
+
+def delete_message(event: UploadDeleted, offset: int, partition: int = 3) -> Received:
+    message = Message(topic=PHOTO_DELETED, partition=partition, offset=offset, value=SERDE.encode(event, PHOTO_DELETED))
+    return Received.of(message)
+
+
+async def variant_keys(bucket: MemoryObjectStore, upload_id: uuid.UUID) -> list[str]:
+    return [key for key in await bucket.list_keys("derivatives/") if f"/{upload_id}/" in key]
+
+
+async def test_a_delete_in_the_batch_drops_the_image_writes_nothing_and_announces_nothing():
+    upload_id, other = uuid.uuid4(), uuid.uuid4()
+    s3, bucket, published = sink()
+    events = variants(upload_id)
+    for offset, event in enumerate(events[:3]):
+        await s3.add(received(event, offset))
+    await s3.add(delete_message(deletion(upload_id, deleted_at=RECEIVED + timedelta(minutes=1)), 40))
+    for offset, event in enumerate([*events[3:], *variants(other)], start=3):
+        await s3.add(received(event, offset))
+    offsets = await s3.flush()
+    assert await variant_keys(bucket, upload_id) == []
+    assert [ready.upload_id for ready in published.events] == [other]
+    assert offsets == {(PHOTO_VARIANTS, 3): 10, (PHOTO_DELETED, 3): 41}, "nothing of the deleted image holds commits"
+
+
+async def test_a_delete_removes_the_variants_stored_before_it():
+    upload_id = uuid.uuid4()
+    s3, bucket, published = sink()
+    for offset, event in enumerate(variants(upload_id)):
+        await s3.add(received(event, offset))
+    await s3.flush()
+    assert len(await variant_keys(bucket, upload_id)) == len(SPEC)
+    await s3.add(delete_message(deletion(upload_id, deleted_at=RECEIVED + timedelta(minutes=1)), 0))
+    await s3.flush()
+    assert await variant_keys(bucket, upload_id) == []
+    assert len(published.events) == 1, "announced before the delete, as it happened"
+
+
+async def test_an_image_whose_tombstone_the_sink_has_not_consumed_is_not_announced_and_its_variants_go():
+    upload_id = uuid.uuid4()
+    s3, bucket, published = sink()
+    await write_tombstone(bucket, deletion(upload_id, deleted_at=RECEIVED + timedelta(minutes=1)))
+    for offset, event in enumerate(variants(upload_id)):
+        await s3.add(received(event, offset))
+    assert await s3.flush() == {(PHOTO_VARIANTS, 3): 5}
+    assert published.events == []
+    assert await variant_keys(bucket, upload_id) == []
+    for offset, event in enumerate(variants(upload_id)[:1], start=5):  # a replay's late variant
+        await s3.add(received(event, offset))
+    assert s3.pending() == 0, "known deleted: not even written"
+
+
+async def test_the_same_photo_uploaded_again_after_its_delete_is_stored_and_announced():
+    upload_id = uuid.uuid4()
+    s3, bucket, published = sink()
+    old_delete = deletion(
+        upload_id, deleted_at=RECEIVED - timedelta(minutes=1), received_at=RECEIVED - timedelta(hours=1)
+    )
+    await write_tombstone(bucket, old_delete)
+    await s3.add(delete_message(old_delete, 0))
+    for offset, event in enumerate(variants(upload_id)):  # received at RECEIVED, after that delete
+        await s3.add(received(event, offset))
+    await s3.flush()
+    assert [ready.upload_id for ready in published.events] == [upload_id]
+    assert len(await variant_keys(bucket, upload_id)) == len(SPEC)
+    await s3.add(delete_message(old_delete, 1))  # the old delete replayed: the new image's variants stay
+    await s3.flush()
+    assert len(await variant_keys(bucket, upload_id)) == len(SPEC)

@@ -1,5 +1,6 @@
 import random
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -94,3 +95,39 @@ def test_zero_distance_finds_only_identical_hashes():
     index.check_and_record("p", first, sha256="a", phash=hexed(42), sequence=1)
     assert index.check_and_record("p", uuid.uuid4(), sha256="b", phash=hexed(43), sequence=2) is None
     assert index.check_and_record("p", uuid.uuid4(), sha256="c", phash=hexed(42), sequence=3).upload_id == first
+
+
+DELETED_AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_deleted_photo_matches_no_later_photo_and_leaves_its_buckets():
+    store: dict = {}
+    index = DuplicateIndex(store, max_distance=6)
+    deleted, kept = uuid.uuid4(), uuid.uuid4()
+    index.check_and_record("p", deleted, sha256="d", phash=hexed(0xF0F0), sequence=1)
+    index.check_and_record("p", kept, sha256="k", phash=hexed(0xF0F1), sequence=2)
+    index.forget("p", deleted, sha256="d", deleted_at=DELETED_AT)
+    match = index.check_and_record("p", uuid.uuid4(), sha256="n", phash=hexed(0xF0F0), sequence=3)
+    assert (match.upload_id, match.kind) == (kept, "near"), "the deleted photo was closer, but is forgotten"
+    entries = [entry for key, value in store.items() if "/phash/" in key for entry in value]
+    assert str(deleted) not in {entry[1] for entry in entries}
+    assert "p/sha256/d" not in store
+
+
+def test_an_upload_reads_as_deleted_up_to_its_delete_and_a_later_one_as_new(index):
+    upload_id = uuid.uuid4()
+    index.check_and_record("p", upload_id, sha256="s", phash=hexed(7), sequence=1)
+    assert not index.deleted("p", upload_id, DELETED_AT)
+    index.forget("p", upload_id, sha256="s", deleted_at=DELETED_AT)
+    assert index.deleted("p", upload_id, DELETED_AT)
+    assert index.deleted("p", upload_id, DELETED_AT - timedelta(hours=1))
+    again = DELETED_AT + timedelta(milliseconds=1)
+    assert not index.deleted("p", upload_id, again), "the same content uploaded again after the delete"
+    assert not index.deleted("q", upload_id, DELETED_AT), "deletes are per photographer"
+    assert index.check_and_record("p", upload_id, sha256="s", phash=hexed(7), sequence=9) is None
+
+
+def test_forgetting_a_photo_the_index_never_saw_only_marks_it_deleted(index):
+    upload_id = uuid.uuid4()
+    index.forget("p", upload_id, sha256="s", deleted_at=DELETED_AT)
+    assert index.deleted("p", upload_id, DELETED_AT)

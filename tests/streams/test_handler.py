@@ -7,15 +7,23 @@ import hashlib
 import io
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from photostream.config import WorkerSettings
+from photostream.deletions import write_tombstone
 from photostream.objectstore import MemoryObjectStore, StoreUnavailable
-from schemas.events import FailureReason, ImageProcessed, ProcessingFailed, UploadReceived, VariantRendered
+from schemas.events import (
+    FailureReason,
+    ImageProcessed,
+    ProcessingFailed,
+    UploadDeleted,
+    UploadReceived,
+    VariantRendered,
+)
 from schemas.topics import Source
 from streams.duplicates import DuplicateIndex
 from streams.handler import UploadHandler
@@ -337,3 +345,45 @@ async def test_a_download_broken_mid_body_starts_over_in_a_fresh_spool(executor,
     assert isinstance(summary, ImageProcessed)
     assert originals.reads == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def deleted(upload: UploadReceived, *, at: datetime = NOW) -> UploadDeleted:
+    return UploadDeleted(
+        upload_id=upload.upload_id,
+        photographer_id=upload.photographer_id,
+        sha256=upload.sha256,
+        bucket=upload.bucket,
+        original_key=upload.original_key,
+        received_at=upload.received_at,
+        deleted_at=at,
+        gateway_id="test",
+    )
+
+
+async def test_an_upload_deleted_before_the_worker_came_to_it_is_skipped_not_failed(executor):
+    upload = upload_of(photo(7, size=(200, 100)))
+    store = await store_of({})  # the delete removed the original
+    await write_tombstone(store, deleted(upload))
+    assert await run(handler_for(store, executor), upload) == ()
+
+
+async def test_a_missing_original_whose_tombstone_is_of_an_earlier_upload_is_still_a_dead_letter(executor):
+    upload = upload_of(b"x")
+    store = await store_of({})
+    await write_tombstone(store, deleted(upload, at=NOW - timedelta(days=1)))  # deleted, then sent again
+    (failure,) = await run(handler_for(store, executor), upload)
+    assert failure.reason is FailureReason.MISSING_ORIGINAL
+
+
+async def test_an_upload_deleted_while_it_was_processed_emits_nothing_and_is_no_duplicate_candidate(executor):
+    data = photo(8, size=(400, 300))
+    upload = upload_of(data)
+    handler = handler_for(await store_of({upload.original_key: data, "k2": data}), executor)
+    index = DuplicateIndex({}, max_distance=WORKER.duplicate_distance)
+    prepared = await handler.prepare(upload, SOURCE)
+    assert prepared.processed is not None, "the image work was done"
+    index.forget(upload.photographer_id, upload.upload_id, sha256=upload.sha256, deleted_at=NOW)
+    assert handler.decide(prepared, SOURCE, index) == ()
+    later = upload_of(data, key="k2")
+    (*_, summary) = handler.decide(await handler.prepare(later, SOURCE), Source("photo-uploads", 3, 42), index)
+    assert summary.duplicate_of is None

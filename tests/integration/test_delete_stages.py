@@ -1,0 +1,174 @@
+"""Deleting uploads at every stage of the real pipeline: nothing of them stays in S3, on the topics after
+the delete, or in the analysts' counts; the history stays, and the same photo can come back.
+
+Gateway in process; a worker and the sinks as processes; Kafka, S3 and the embedded ClickHouse.
+Each stage is reached, not assumed: ``queued`` before any worker runs, ``processing`` once the
+worker logged that it started on the upload (it waits behind three large images on one image
+thread), ``processed`` once its ``ImageProcessed`` is on Kafka while the sinks are not running yet,
+``ready`` once its ``ImageReady`` is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from photostream.objectstore import ObjectStore
+from schemas.events import ImageProcessed, ImageReady, ProcessingFailed, UploadDeleted
+from schemas.topics import PHOTO_DELETED, PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY
+from tests.gateway_client import auth
+from tests.streams.uploads import photo, upload
+from tests.streams.workers import OutputReader
+
+pytestmark = pytest.mark.integration
+
+DB = "photostream"
+STAGES = ("queued", "processing", "processed", "ready")
+
+
+def large_png(seed: int) -> bytes:
+    """A 48-megapixel PNG (a smooth gradient, so the file stays small while decoding takes a while)."""
+    x = np.linspace(0, 255, 8000, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, 6000, dtype=np.float32)[:, None]
+    pixels = np.stack(np.broadcast_arrays(x, y, (x + y + seed * 40) % 256), axis=2).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+async def until(condition: Callable[[], object], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_deletes_at_every_stage_leave_nothing_behind_but_history(
+    make_gateway, workers, sinks, local_stack, unique_name
+):
+    gateway = await make_gateway()
+    photographer = unique_name("ph")
+    key = await gateway.services.keys.create(photographer)
+    reader = OutputReader(local_stack.kafka, [PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED, PHOTO_DELETED])
+    store = ObjectStore(local_stack.s3)
+    deleted: dict[str, str] = {}  # stage -> upload id
+    deleted_offsets: dict[str, int] = {}  # stage -> how many events of the upload were read before its delete
+
+    def events_of(upload_id: str, kind: type | None = None) -> list:
+        every = [event for topic in reader.events for event in reader.of(topic, {photographer})]
+        return [e for e in every if str(e.upload_id) == upload_id and (kind is None or isinstance(e, kind))]
+
+    async def send(name: str, data: bytes) -> str:
+        [entry] = await upload(gateway, key, (name, data))
+        return entry["upload_id"]
+
+    async def delete(stage: str, upload_id: str) -> None:
+        reader.poll_until(lambda _: False, timeout=0.2)  # what was on Kafka before the delete
+        deleted_offsets[stage] = len(events_of(upload_id))
+        response = await gateway.delete(f"/v1/uploads/{upload_id}", headers=auth(key))
+        assert response.status == 204, await response.text()
+        deleted[stage] = upload_id
+
+    try:
+        # queued: no worker runs yet.
+        comeback = photo(1, size=(900, 600))
+        await delete("queued", await send("queued.jpg", comeback))
+
+        # processing: the upload waits behind three large images for the worker's one image thread.
+        workers.extra_env = {"WORKER_THREADS": "1"}
+        fillers = [await send(f"large-{seed}.png", large_png(seed)) for seed in range(3)]
+        processing = await send("processing.jpg", photo(2, size=(2400, 1600)))
+        worker = workers.start()
+        await until(lambda: f"processing upload {processing}" in worker.output(), "the worker to start on it")
+        await delete("processing", processing)
+
+        # processed: rendered, its ImageProcessed on Kafka, the S3 sink not running yet.
+        processed = await send("processed.jpg", photo(3, size=(900, 600)))
+        await until(
+            lambda: reader.poll_until(lambda _: events_of(processed, ImageProcessed), timeout=0.5),
+            "ImageProcessed",
+        )
+        await delete("processed", processed)
+
+        # ready: the sinks run; the upload is announced, then deleted.
+        sinks.start()
+        ready = await send("ready.jpg", photo(4, size=(900, 600)))
+        await until(lambda: reader.poll_until(lambda _: events_of(ready, ImageReady), timeout=0.5), "ImageReady")
+        await delete("ready", ready)
+
+        # The same photo as the deleted queued one, and one never deleted: both end ready.
+        again = await send("again.jpg", comeback)
+        assert again == deleted["queued"], "the id is the content's"
+        kept = await send("kept.jpg", photo(5, size=(900, 600)))
+        survivors = [*fillers, again, kept]
+        await until(
+            lambda: reader.poll_until(
+                lambda _: (
+                    all(events_of(upload_id, ImageReady) for upload_id in survivors)
+                    and len(reader.of(PHOTO_DELETED, {photographer})) == len(STAGES)
+                ),
+                timeout=0.5,
+            ),
+            "the survivors' ImageReady and every UploadDeleted",
+            timeout=240,
+        )
+
+        # The worker's side: the processing one was decided after its delete, never emitted.
+        logs = worker.output()
+        assert f"forgot deleted upload {processing}" in logs
+        assert not events_of(processing, ImageProcessed), "processing finished before the delete: stage not reached"
+        assert not events_of(processing, ProcessingFailed)
+
+        # Topics: after each delete, nothing of its upload but the delete itself.
+        for stage, upload_id in deleted.items():
+            if stage == "queued":
+                continue  # its id lives on as `again`
+            [gone_event] = events_of(upload_id, UploadDeleted)
+            assert len(events_of(upload_id)) == deleted_offsets[stage] + 1, (stage, events_of(upload_id))
+            assert gone_event.deleted_at >= gone_event.received_at
+        assert len(events_of(deleted["ready"], ImageReady)) == 1, "announced once, before its delete"
+        assert not events_of(deleted["processed"], ImageReady)
+
+        # S3: nothing of the deleted uploads once the S3 sink has read the deletes; the survivors whole.
+        gone = [deleted[stage] for stage in ("processing", "processed", "ready")]
+
+        async def leftovers() -> list[str]:
+            keys = await store.list_keys(f"originals/{photographer}/") + await store.list_keys(
+                f"derivatives/{photographer}/"
+            )
+            return [k for k in keys if any(upload_id in k for upload_id in gone)]
+
+        deadline = time.monotonic() + 60
+        while (left := await leftovers()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        assert left == [], left
+        for upload_id in survivors:
+            assert await store.exists(f"originals/{photographer}/{upload_id}")
+            [ready_event] = {e.event_id: e for e in events_of(upload_id, ImageReady)}.values()
+            for variant in ready_event.variants:
+                assert await store.exists(variant.key), variant.key
+
+        # The gateway: the deleted are gone, the one uploaded again is there and complete.
+        for upload_id in gone:
+            response = await gateway.get(f"/v1/uploads/{upload_id}", headers=auth(key))
+            assert response.status == 404
+        body: dict = {}
+        deadline = time.monotonic() + 60
+        while body.get("status") != "completed" and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)  # ImageReady was read; ClickHouse takes it in the sinks' next batch
+            body = await (await gateway.get(f"/v1/uploads/{again}", headers=auth(key))).json()
+        assert body["status"] == "completed", body
+        assert body["filename"] == "again.jpg"
+    except BaseException:
+        print(sinks.logs() + workers.logs())
+        raise
+    finally:
+        reader.close()
+        store.close()
