@@ -241,7 +241,7 @@ class HistoryPlan:
         )
 
     def statements(self, database: str) -> dict[str, str]:
-        """One ``INSERT ... SELECT`` per base table."""
+        """One ``INSERT ... SELECT`` per base table the history fills (no upload of it was deleted)."""
         outcome = {
             "uploads": "1",
             "images": "outcome NOT IN ('failed', 'waiting')",
@@ -258,7 +258,7 @@ class HistoryPlan:
                 + f"WHERE {outcome[table]}",
                 values,
             )
-            for table in TABLE_COLUMNS
+            for table in outcome
         }
 
     def _values(self) -> dict[str, str]:

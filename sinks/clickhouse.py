@@ -1,6 +1,6 @@
-"""The ClickHouse sink: uploads, processed images, ready images and failures into tables.
+"""The ClickHouse sink: uploads, processed images, ready images, failures and deletions into tables.
 
-Consumes ``photo-uploads``, ``photo-processed``, ``photo-ready`` and ``photo-failed``, turns each
+Consumes ``photo-uploads``, ``photo-processed``, ``photo-ready``, ``photo-failed`` and ``photo-deleted``, turns each
 event into rows (``sinks.rows``), and inserts a batch per table when it is full or old; the loop
 commits the offsets only after every insert succeeded. Replays insert the same rows again: the
 tables are ReplacingMergeTree and every view reads them with FINAL, so analysts see each
@@ -16,14 +16,14 @@ from typing import Any
 
 from schemas.errors import SerdeError
 from schemas.serde import EventSerde
-from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, Partition
+from schemas.topics import PHOTO_DELETED, PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, Partition
 from sinks.consumer import Received
 from sinks.rows import INSERT_ORDER, TABLE_COLUMNS, rows_for
 from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
 
-TOPICS = [PHOTO_UPLOADS, PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED]
+TOPICS = [PHOTO_UPLOADS, PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED, PHOTO_DELETED]
 
 
 class ClickHouseSink:

@@ -15,12 +15,20 @@ while that is still the partition's highest active block in ``system.parts``. An
 late image, a re-processing) makes the day live again until the next refresh, so answers stay exact whatever
 the refresh lags, and a rollup that was never refreshed only makes the view slower. Today changes all the
 time and is read live; every other day is read from the rollup, a few rows per day.
+
+The library-like views (cameras, duplicates, capture hours) leave deleted images out (migration 5). Their rollups
+keep every image, flagged ``deleted`` when a row of the ``deletions`` table names its incarnation (upload id and
+``received_at``), and the view reads only the unflagged ones. A deletion is a write into the day of the image it
+deletes (``deletions`` is partitioned by the same day), so a day is taken from the rollup only while the newest
+blocks of both tables are those the rollup read: deleting an old image makes its day live until the next refresh.
+Both blocks come from the rows the refresh read, in one join, so a deletion landing during a refresh can only make
+a day live, never leave it rolled up without that deletion.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 REFRESH = "REFRESH EVERY 10 MINUTE"
 
@@ -39,6 +47,8 @@ class DailyRollup:
         combined: The view's aggregates over the days' rows, by the names ``per_day`` gave.
         where: A filter on the grouped rows (the keys), applied when the view is read; the rollup keeps
             every group, so that each day's newest block is seen whatever the filter.
+        deletions: A table of deleted uploads (``photographer_id``, ``upload_id``, ``received_at``, partitioned
+            by the same day as ``source``) whose rows the view leaves out; empty to keep every row.
     """
 
     view: str
@@ -47,6 +57,7 @@ class DailyRollup:
     per_day: tuple[str, ...]
     combined: tuple[str, ...]
     where: str = ""
+    deletions: str = ""
 
     @property
     def rollup(self) -> str:
@@ -63,6 +74,8 @@ class DailyRollup:
 
         Every name in it comes from this module's constants, never from input.
         """
+        if self.deletions:
+            return self._rollup_without_deleted(), self._view_without_deleted()
         names = self.key_names
         measures = ", ".join(_name(aggregate) for aggregate in self.per_day)
         aggregated = f"{', '.join(self.keys)}, {', '.join(self.per_day)} FROM {{db}}.{self.source} FINAL"
@@ -93,6 +106,80 @@ class DailyRollup:
             f"FROM ({rolled_up} UNION ALL {live}){where} GROUP BY {names}"
         )
         return rollup, view
+
+    def _rollup_without_deleted(self) -> str:
+        """The rollup when deletions are left out: every image of a day, grouped also by whether it is deleted.
+
+        The source's rows (with ``FINAL``) and the deletions' keys are fully joined, so every deletion row of a
+        day is read, matched or not, and the day records the newest block of each table among the rows read.
+        """
+        names = self.key_names
+        measures = ", ".join(_name(aggregate) for aggregate in self.per_day)
+        source = (
+            f"SELECT _partition_id AS partition_id, {_BLOCK} AS row_block, 1 AS is_row, * "  # noqa: S608
+            f"FROM {{db}}.{self.source} FINAL"
+        )
+        # Grouped by key: a replayed deletion (two rows until a merge) must not double the image it matches.
+        deleted = (
+            f"SELECT _partition_id AS partition_id, {_INCARNATION}, max({_BLOCK}) AS deletion_block, "  # noqa: S608
+            f"1 AS is_deleted FROM {{db}}.{self.deletions} GROUP BY partition_id, {_INCARNATION}"
+        )
+        # ifNull: the same answer whether or not the session pads a join's missing side with NULLs.
+        grouped = (
+            "SELECT partition_id, max(ifNull(row_block, 0)) AS rows_block, "  # noqa: S608
+            "max(ifNull(deletion_block, 0)) AS deletions_block, ifNull(is_row, 0) AS source_row, "
+            f"ifNull(is_deleted, 0) AS deleted, {', '.join(self.keys)}, {', '.join(self.per_day)} "
+            f"FROM ({source}) AS source FULL JOIN ({deleted}) AS deletions USING (partition_id, {_INCARNATION}) "
+            f"GROUP BY partition_id, source_row, deleted, {names}"
+        )
+        days = (
+            "SELECT partition_id, max(rows_block) OVER day AS block, "  # noqa: S608
+            f"max(deletions_block) OVER day AS deleted_block, source_row, deleted, {names}, {measures} "
+            f"FROM ({grouped}) WINDOW day AS (PARTITION BY partition_id)"
+        )
+        return (
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.{self.rollup} {REFRESH} "  # noqa: S608
+            "ENGINE = MergeTree ORDER BY partition_id AS "
+            f"SELECT partition_id, block, deleted_block, deleted, {names}, {measures} "
+            f"FROM ({days}) WHERE source_row = 1"
+        )
+
+    def _view_without_deleted(self) -> str:
+        """The view when deletions are left out: a day is rolled up while neither table has changed in it."""
+        names = self.key_names
+        measures = ", ".join(_name(aggregate) for aggregate in self.per_day)
+        current = (
+            f"SELECT partition_id, toUInt64(maxIf(max_block_number, table = '{self.source}')) AS block, "  # noqa: S608
+            f"toUInt64(maxIf(max_block_number, table = '{self.deletions}')) AS deleted_block FROM system.parts "
+            f"WHERE database = '{{db}}' AND table IN ('{self.source}', '{self.deletions}') AND active "
+            "GROUP BY partition_id"
+        )
+        rolled_up = (
+            f"SELECT {names}, {measures} FROM {{db}}.{self.rollup} "  # noqa: S608
+            f"WHERE deleted = 0 AND (partition_id, block, deleted_block) IN ({current})"
+        )
+        changed = (
+            f"SELECT partition_id FROM ({current}) WHERE (partition_id, block, deleted_block) NOT IN "  # noqa: S608
+            f"(SELECT partition_id, block, deleted_block FROM {{db}}.{self.rollup})"
+        )
+        # A set of keys, built once per query: no lookup per row.
+        deleted = f"SELECT {_INCARNATION} FROM {{db}}.{self.deletions} WHERE _partition_id IN ({changed})"  # noqa: S608
+        live = (
+            f"SELECT {', '.join(self.keys)}, {', '.join(self.per_day)} FROM {{db}}.{self.source} FINAL "  # noqa: S608
+            f"WHERE _partition_id IN ({changed}) AND ({_INCARNATION}) NOT IN ({deleted}) GROUP BY {names}"
+        )
+        where = f" WHERE {self.where}" if self.where else ""
+        return (
+            f"CREATE OR REPLACE VIEW {{db}}.{self.view} AS SELECT {names}, {', '.join(self.combined)} "  # noqa: S608
+            f"FROM ({rolled_up} UNION ALL {live}){where} GROUP BY {names}"
+        )
+
+
+_BLOCK = "toUInt64(splitByChar('_', _part)[3])"
+"""The highest block number of the part a row was read from (``<partition>_<min>_<max>_<level>``)."""
+
+_INCARNATION = "photographer_id, upload_id, received_at"
+"""What a deletion names: one upload as received at one time (a later upload of the same content lives on)."""
 
 
 def _name(expression: str) -> str:
@@ -163,5 +250,26 @@ CAPTURE_HOURS = DailyRollup(
     where="hour IS NOT NULL",
 )
 
-ROLLUPS = (CAMERAS, DUPLICATES_PER_PHOTOGRAPHER, FAILURES_BY_REASON, CAPTURE_HOURS)
-"""Every all-time view that reads a daily rollup."""
+MIGRATION_4_ROLLUPS = (CAMERAS, DUPLICATES_PER_PHOTOGRAPHER, FAILURES_BY_REASON, CAPTURE_HOURS)
+"""The rollups as migration 4 built them; shipped, so never changed."""
+
+# Migration 5: the views counting the library (what photos there are, taken with what, at what hour, how many
+# duplicates) leave deleted images out. Not failures_by_reason: the failures happened, deleted since or not.
+CAMERAS_WITHOUT_DELETED = replace(CAMERAS, deletions="deletions")
+DUPLICATES_PER_PHOTOGRAPHER_WITHOUT_DELETED = replace(DUPLICATES_PER_PHOTOGRAPHER, deletions="deletions")
+CAPTURE_HOURS_WITHOUT_DELETED = replace(CAPTURE_HOURS, deletions="deletions")
+
+MIGRATION_5_ROLLUPS = (
+    CAMERAS_WITHOUT_DELETED,
+    DUPLICATES_PER_PHOTOGRAPHER_WITHOUT_DELETED,
+    CAPTURE_HOURS_WITHOUT_DELETED,
+)
+"""The rollups migration 5 rebuilt to leave deleted images out; shipped, so never changed."""
+
+ROLLUPS = (
+    CAMERAS_WITHOUT_DELETED,
+    DUPLICATES_PER_PHOTOGRAPHER_WITHOUT_DELETED,
+    FAILURES_BY_REASON,
+    CAPTURE_HOURS_WITHOUT_DELETED,
+)
+"""Every all-time view that reads a daily rollup, as the newest migration left it."""

@@ -23,6 +23,11 @@ Sized for 30+ days of a 60,000-photos-a-day service (migration 3):
 - The all-time views (``cameras``, ``duplicates_per_photographer``, ``failures_by_reason``, ``capture_hours``)
   read daily rollups for the days that did not change since the rollup was refreshed, and rows only for the
   others (migration 4, ``sinks.clickhouse_rollups``).
+- Deletions (migration 5) keep the history: a ``deletions`` row names the incarnation deleted (upload id and
+  ``received_at``; the same content uploaded again later is a new incarnation), the lifecycle gets its
+  ``deleted_at`` from it, and the views counting the library (``queued_uploads``, ``cameras``,
+  ``duplicates_per_photographer``, ``capture_hours``) leave deleted images out, while those counting the pipeline's
+  work keep them and say how many are deleted.
 
 The failures partition by ``ifNull(received_at, failed_at)``: a dead letter that does not know when its upload
 arrived is counted in the day (and minute) it failed.
@@ -36,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sinks.clickhouse_rollups import ROLLUPS
+from sinks.clickhouse_rollups import MIGRATION_4_ROLLUPS, MIGRATION_5_ROLLUPS, ROLLUPS
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -490,6 +495,116 @@ _QUEUED_UPLOADS = """
         )
 """
 
+# Migration 5: deletions. A deletion names one incarnation of an upload (its id and received_at): uploading the
+# same content again later gives the same id and a later received_at, and that upload lives on. History is kept;
+# the views say what is deleted (see docs/analytics.md, "Deleted images").
+_DELETIONS = f"""
+    CREATE TABLE IF NOT EXISTS {{db}}.deletions (
+        upload_id UUID,
+        photographer_id LowCardinality(String),
+        sha256 String,
+        bucket LowCardinality(String),
+        original_key String,
+        received_at DateTime64(3, 'UTC'),
+        deleted_at DateTime64(3, 'UTC'),
+        gateway_id LowCardinality(String),
+        version UInt64
+    )
+    ENGINE = ReplacingMergeTree(version)
+    PARTITION BY toDate(received_at)
+    ORDER BY (photographer_id, upload_id, received_at)
+    {_DAILY_MERGE_SETTINGS}
+"""
+
+# A new column of an existing table costs no rewrite: old parts read it as its default, NULL (not deleted).
+_LIFECYCLE_DELETED_AT = """
+    ALTER TABLE {db}.upload_lifecycle
+    ADD COLUMN IF NOT EXISTS deleted_at SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))
+"""
+
+# The deletion lands on the lifecycle row of the incarnation it deletes (same received_at, so the same key), and
+# nowhere else. The table is new and empty, so there is nothing to backfill.
+_LIFECYCLE_FROM_DELETIONS = """
+    CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.upload_lifecycle_from_deletions TO {db}.upload_lifecycle
+    AS SELECT received_at, photographer_id, upload_id, deleted_at FROM {db}.deletions
+"""
+
+# status says how the pipeline's work on the upload ended: an image deleted once ready stays completed (its work
+# was done, and the throughput and latency views count it), one deleted before it completed or failed is deleted,
+# not queued: nothing more will happen to it. deleted_at says whether it is deleted, whatever its status.
+_IMAGE_STAGES_WITH_DELETIONS = """
+    CREATE OR REPLACE VIEW {db}.image_stages AS
+    SELECT
+        photographer_id,
+        upload_id,
+        received_at,
+        stored_at,
+        published_at,
+        processing_started_at,
+        processed_at,
+        ready_at,
+        failed_at,
+        if(failed_at IS NULL, NULL, finalizeAggregation(last_failure).1) AS failure_stage,
+        if(failed_at IS NULL, NULL, finalizeAggregation(last_failure).2) AS failure_reason,
+        multiIf(
+            ready_at IS NOT NULL, 'completed',
+            failed_at IS NOT NULL, 'failed',
+            deleted_at IS NOT NULL, 'deleted',
+            'queued'
+        ) AS status,
+        bytes_in,
+        bytes_out,
+        variant_count,
+        dateDiff('millisecond', received_at, published_at) AS gateway_ms,
+        dateDiff('millisecond', published_at, processing_started_at) AS queue_ms,
+        dateDiff('millisecond', processing_started_at, processed_at) AS processing_ms,
+        dateDiff('millisecond', processed_at, ready_at) AS storage_ms,
+        dateDiff('millisecond', received_at, ready_at) AS end_to_end_ms,
+        deleted_at
+    FROM {db}.upload_lifecycle FINAL
+"""
+
+# The work of every upload received counts, deleted since or not; deleted says how many of them are.
+_THROUGHPUT_WITH_DELETIONS = """
+    CREATE OR REPLACE VIEW {db}.throughput_per_minute AS
+    SELECT
+        photographer_id,
+        toStartOfMinute(received_at) AS minute,
+        count() AS uploads,
+        countIf(status = 'completed') AS images,
+        countIf(status = 'failed') AS failures,
+        sum(ifNull(bytes_in, 0)) AS bytes_in,
+        sum(ifNull(bytes_out, 0)) AS bytes_out,
+        quantile(0.5)(end_to_end_ms) AS p50_ms,
+        quantile(0.95)(end_to_end_ms) AS p95_ms,
+        quantile(0.99)(end_to_end_ms) AS p99_ms,
+        countIf(deleted_at IS NOT NULL) AS deleted
+    FROM {db}.image_stages
+    GROUP BY photographer_id, minute
+"""
+
+# A deleted upload is not queued any more (its status is deleted). The candidates also leave out rows that carry
+# a deletion: once its day is merged, an upload deleted while queued is not read with FINAL on every ask, as it
+# would be forever otherwise (it never gets ready_at or failed_at).
+_QUEUED_UPLOADS_WITHOUT_DELETED = """
+    CREATE OR REPLACE VIEW {db}.queued_uploads AS
+    SELECT photographer_id, upload_id, received_at, stored_at, published_at, processing_started_at, processed_at
+    FROM {db}.image_stages
+    WHERE status = 'queued'
+        AND (received_at, photographer_id, upload_id) IN (
+            SELECT received_at, photographer_id, upload_id FROM {db}.upload_lifecycle
+            WHERE ready_at IS NULL AND failed_at IS NULL AND deleted_at IS NULL
+        )
+"""
+
+# The rollups change shape (a deleted flag, the deletions' block): dropped and built again, then their views.
+# Until its first refresh a new rollup holds no day, so its view reads rows: slower for minutes, never wrong.
+_REBUILT_ROLLUPS = tuple(
+    statement
+    for rollup in MIGRATION_5_ROLLUPS
+    for statement in (f"DROP TABLE IF EXISTS {{db}}.{rollup.rollup}", *rollup.statements())
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables: uploads, images, ready, variants, failures", _TABLES),
     # image_stages first: the per-minute views read it.
@@ -523,12 +638,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         4,
         "daily rollups, refreshed every 10 minutes, under the all-time views cameras, duplicates_per_photographer, "
         "failures_by_reason and the new capture_hours",
-        tuple(statement for rollup in ROLLUPS for statement in rollup.statements()),
+        tuple(statement for rollup in MIGRATION_4_ROLLUPS for statement in rollup.statements()),
+    ),
+    Migration(
+        5,
+        "deletions (one row per deleted upload); upload_lifecycle.deleted_at; image_stages: deleted_at, status "
+        "deleted; throughput_per_minute: deleted; queued_uploads, cameras, duplicates_per_photographer and "
+        "capture_hours leave deleted images out",
+        (
+            _DELETIONS,
+            _LIFECYCLE_DELETED_AT,
+            _LIFECYCLE_FROM_DELETIONS,
+            _IMAGE_STAGES_WITH_DELETIONS,
+            _THROUGHPUT_WITH_DELETIONS,
+            _QUEUED_UPLOADS_WITHOUT_DELETED,
+            *_REBUILT_ROLLUPS,
+        ),
     ),
 )
 """The schema's history, oldest first. Append new steps; never edit one that has shipped."""
 
-TABLES = ("uploads", "images", "ready", "variants", "failures")
+TABLES = ("uploads", "images", "ready", "variants", "failures", "deletions")
 """The tables the sink writes."""
 
 DERIVED_TABLES = ("upload_lifecycle",)

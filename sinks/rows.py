@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.events import Event, ImageProcessed, ImageReady, ProcessingFailed, UploadReceived
+from schemas.events import Event, ImageProcessed, ImageReady, ProcessingFailed, UploadDeleted, UploadReceived
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
@@ -122,12 +122,26 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "attempt",
         "version",
     ),
+    # One row per deleted incarnation of an upload: received_at names which (a later upload of the same
+    # content has the same id and a later received_at).
+    "deletions": (
+        "upload_id",
+        "photographer_id",
+        "sha256",
+        "bucket",
+        "original_key",
+        "received_at",
+        "deleted_at",
+        "gateway_id",
+        "version",
+    ),
 }
 """Column order of each table as ``rows_for`` fills it; pass it as ``column_names`` to ``client.insert``."""
 
 INSERT_ORDER: tuple[str, ...] = (*(table for table in TABLE_COLUMNS if table != "ready"), "ready")
 """The order a flush inserts its tables in. ``ready`` goes last: its row marks an image completed, so a
-reader that sees it (the gateway's status) finds the ``variants`` and ``images`` rows of the same batch."""
+reader that sees it (the gateway's status) finds the ``variants`` and ``images`` rows of the same batch, and
+the ``deletions`` row of an image deleted in the same batch (never ready without its deletion)."""
 
 
 def rows_for(event: Event) -> dict[str, list[list[Any]]]:
@@ -137,7 +151,8 @@ def rows_for(event: Event) -> dict[str, list[list[Any]]]:
     key), so every list can be passed to ``client.insert`` as is.
 
     Args:
-        event: An ``UploadReceived``, ``ImageProcessed``, ``ImageReady`` or ``ProcessingFailed``.
+        event: An ``UploadReceived``, ``ImageProcessed``, ``ImageReady``, ``ProcessingFailed`` or
+            ``UploadDeleted``.
 
     Returns:
         Table name to rows; each row is a list in ``TABLE_COLUMNS[table]`` order, with UUIDs as
@@ -260,11 +275,30 @@ def _failures(event: ProcessingFailed) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def _deletions(event: UploadDeleted) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "deletions": [
+            {
+                "upload_id": event.upload_id,
+                "photographer_id": event.photographer_id,
+                "sha256": event.sha256,
+                "bucket": event.bucket,
+                "original_key": event.original_key,
+                "received_at": _utc(event.received_at),
+                "deleted_at": _utc(event.deleted_at),
+                "gateway_id": event.gateway_id,
+                "version": _millis(event.deleted_at),
+            }
+        ]
+    }
+
+
 _MAPPERS: dict[type, Callable[[Any], dict[str, list[dict[str, Any]]]]] = {
     UploadReceived: _uploads,
     ImageProcessed: _images,
     ImageReady: _ready,
     ProcessingFailed: _failures,
+    UploadDeleted: _deletions,
 }
 
 

@@ -166,9 +166,53 @@ async def test_deletes_at_every_stage_leave_nothing_behind_but_history(
             body = await (await gateway.get(f"/v1/uploads/{again}", headers=auth(key))).json()
         assert body["status"] == "completed", body
         assert body["filename"] == "again.jpg"
+
+        # ClickHouse: every delete recorded, the history kept, deleted images out of the library's counts.
+        await check_clickhouse(sinks, photographer, deleted, again, survivors)
     except BaseException:
         print(sinks.logs() + workers.logs())
         raise
     finally:
         reader.close()
         store.close()
+
+
+async def check_clickhouse(sinks, photographer: str, deleted: dict[str, str], again: str, survivors: list[str]) -> None:
+    reader = sinks.reader()
+    params = {"photographer": photographer}
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the ClickHouse sink takes the last deletes in its next batch
+            rows = await reader.query(
+                f"SELECT toString(upload_id) FROM {DB}.deletions FINAL WHERE photographer_id = {{photographer:String}}",
+                params,
+            )
+            if len(rows.rows) == len(STAGES) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert sorted(upload_id for (upload_id,) in rows.rows) == sorted(deleted.values())
+        stages = await reader.query(
+            f"SELECT toString(upload_id), status, deleted_at IS NOT NULL FROM {DB}.image_stages "
+            "WHERE photographer_id = {photographer:String} ORDER BY received_at",
+            params,
+        )
+        stage_of = {upload_id: stage for stage, upload_id in deleted.items()}
+        first, *rest = stages.rows  # the queued upload came first; its id came back as `again`
+        assert (first[0], first[1:]) == (again, ("deleted", True))
+        seen = {(stage_of.get(upload_id, upload_id), status, gone) for upload_id, status, gone in rest}
+        assert ("processing", "deleted", True) in seen
+        assert ("processed", "deleted", True) in seen, "processed, deleted before it was ready"
+        assert ("ready", "completed", True) in seen, "ready, then deleted: the history stays"
+        assert ("queued", "completed", False) in seen, "the same photo sent again: a new upload, completed"
+        assert sum(1 for _, status, gone in stages.rows if status == "completed" and not gone) == len(survivors)
+        queued = await reader.query(
+            f"SELECT count() FROM {DB}.queued_uploads WHERE photographer_id = {{photographer:String}}", params
+        )
+        assert queued.rows[0][0] == 0, "deleted uploads wait for nothing"
+        library = await reader.query(
+            f"SELECT images FROM {DB}.duplicates_per_photographer WHERE photographer_id = {{photographer:String}}",
+            params,
+        )
+        assert library.rows[0][0] == len(survivors), "the processed-then-deleted images are not counted"
+    finally:
+        await reader.close()

@@ -122,3 +122,18 @@ async def test_one_websocket_follows_several_uploads(pipeline, unique_name):
     assert seen == {first: SUCCESS, second: SUCCESS}
     assert sorted(error["upload_id"] for error in errors) == sorted([foreign, "nonsense"])
     assert {error["error"] for error in errors} == {"not-found"}
+
+
+@pytest.mark.timeout(120)
+async def test_a_follower_of_an_upload_learns_that_it_was_deleted_and_the_stream_ends(make_gateway, unique_name):
+    gateway = await make_gateway()  # no worker runs: the upload stays queued until deleted
+    key = await gateway.services.keys.create(unique_name("ph"))
+    upload_id = await upload(gateway, key, "a.jpg", make_photo(seed=43, width=400, height=300))
+    response = await gateway.get(f"/v1/uploads/{upload_id}/events", headers=auth(key))
+    following = asyncio.create_task(read_sse(response, timeout=60))
+    await asyncio.sleep(0.5)  # the stream is open and has sent `received`
+    assert not following.done()
+    assert (await gateway.delete(f"/v1/uploads/{upload_id}", headers=auth(key))).status == 204
+    events = await following
+    assert [name for name, _ in events] == ["received", "deleted"], events
+    assert datetime.fromisoformat(events[1][1]["at"]) >= datetime.fromisoformat(events[0][1]["at"])

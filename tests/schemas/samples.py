@@ -14,6 +14,7 @@ from schemas.events import (
     ProcessingFailed,
     Stage,
     StoredVariant,
+    UploadDeleted,
     UploadReceived,
     VariantRendered,
 )
@@ -143,6 +144,18 @@ def make_events(*, full: bool) -> list[Event]:
             failed_at=_at(400),
             attempt=2 if full else 1,
         ),
+        # No optional fields: the minimal one has empty strings and a delete at the very instant of
+        # the upload, the inclusive edge of ``UploadDeleted.deletes``.
+        UploadDeleted(
+            upload_id=UPLOAD_ID,
+            photographer_id="ph-007",
+            sha256=SHA if full else "",
+            bucket="photostream" if full else "",
+            original_key=f"originals/ph-007/{UPLOAD_ID}" if full else "",
+            received_at=_at(0),
+            deleted_at=_at(86_400_000) if full else _at(0),
+            gateway_id="gw-2" if full else "",
+        ),
     ]
 
 
@@ -156,6 +169,7 @@ def event_id(event: Event) -> str:
     filled |= isinstance(event, ImageProcessed) and event.placeholder is not None
     filled |= isinstance(event, ImageReady) and bool(event.variants)
     filled |= isinstance(event, VariantRendered) and bool(event.data)
+    filled |= isinstance(event, UploadDeleted) and bool(event.original_key)
     return f"{type(event).__name__}-{'full' if filled else 'minimal'}"
 
 

@@ -21,7 +21,15 @@ import yaml
 
 from photostream.topics import TOPICS
 from schemas.catalog import load_catalog, parse_schema_text
-from schemas.topics import EVENT_BY_TOPIC, PHOTO_VARIANTS, SUBSCRIBABLE_TOPICS
+from schemas.topics import (
+    EVENT_BY_TOPIC,
+    PHOTO_DELETED,
+    PHOTO_PROCESSED,
+    PHOTO_READY,
+    PHOTO_UPLOADS,
+    PHOTO_VARIANTS,
+    SUBSCRIBABLE_TOPICS,
+)
 from tests.tools import npm_ci
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +126,13 @@ def test_each_channel_has_the_topics_partitions_and_configs(channels: dict[str, 
     assert channel["partitions"] == spec.partitions
     configured = {name: str(value) for name, value in channel["topicConfiguration"].items()}
     assert {name: configured.get(name) for name in spec.config} == spec.config
+
+
+def test_deletes_are_kept_as_long_as_the_events_they_delete() -> None:
+    """docs/subscribers.md and the photo-deleted channel promise that a replay finds the deletes."""
+    kept = int(SPEC_BY_TOPIC[PHOTO_DELETED].config["retention.ms"])
+    for topic in (PHOTO_UPLOADS, PHOTO_PROCESSED, PHOTO_READY):
+        assert kept >= int(SPEC_BY_TOPIC[topic].config["retention.ms"]), topic
 
 
 def test_subscribers_receive_from_every_channel_and_send_nothing(parsed: dict[str, Any]) -> None:

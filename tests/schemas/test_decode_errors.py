@@ -15,7 +15,7 @@ from schemas.catalog import load_catalog
 from schemas.errors import DecodeError, SerdeError
 from schemas.events import Event
 from schemas.serde import EventSerde
-from schemas.topics import EVENT_BY_TOPIC, PHOTO_FAILED, PHOTO_UPLOADS
+from schemas.topics import EVENT_BY_TOPIC, PHOTO_DELETED, PHOTO_FAILED, PHOTO_READY, PHOTO_UPLOADS
 from tests.schemas.samples import ALL_EVENTS, event_id, topic_of
 
 SEED = 20250601
@@ -124,10 +124,16 @@ def test_unknown_schema_id(mock_registry_url: Callable[[], str]) -> None:
     assert "unknown schema id 999999" in error.reason
 
 
-def test_another_topics_record(serde: EventSerde) -> None:
-    data = serde.encode(ALL_EVENTS[0], PHOTO_UPLOADS)
-    error = _assert_decode_error(serde, data, PHOTO_FAILED, "UploadReceived read from photo-failed")
-    assert "photostream.events.UploadReceived" in error.reason
+@pytest.mark.parametrize(
+    ("written_to", "read_from"),
+    [(PHOTO_UPLOADS, PHOTO_FAILED), (PHOTO_DELETED, PHOTO_READY), (PHOTO_READY, PHOTO_DELETED)],
+)
+def test_another_topics_record(serde: EventSerde, written_to: str, read_from: str) -> None:
+    # A subscriber of photo-ready and photo-deleted that mixes up the two gets an error, not an event.
+    event = next(e for e in ALL_EVENTS if topic_of(e) == written_to)
+    data = serde.encode(event, written_to)
+    error = _assert_decode_error(serde, data, read_from, f"{type(event).__name__} read from {read_from}")
+    assert type(event).schema_name() in error.reason
 
 
 def test_unknown_topic(serde: EventSerde) -> None:

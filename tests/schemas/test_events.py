@@ -5,14 +5,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
 from schemas import events
 from schemas.catalog import load_catalog
-from schemas.events import EVENT_TYPES, FailureReason, ImageMetadata, Record, StoredVariant, UploadReceived
-from schemas.topics import EVENT_BY_TOPIC, TOPIC_BY_EVENT
+from schemas.events import (
+    EVENT_TYPES,
+    FailureReason,
+    ImageMetadata,
+    Record,
+    StoredVariant,
+    UploadDeleted,
+    UploadReceived,
+)
+from schemas.topics import EVENT_BY_TOPIC, SUBSCRIBABLE_TOPICS, TOPIC_BY_EVENT
 from tests.schemas.samples import ALL_EVENTS, T0, UPLOAD_ID, event_id
 
 
@@ -76,7 +84,27 @@ def test_each_event_has_its_own_schema_file_and_topic() -> None:
         "photo-processed",
         "photo-ready",
         "photo-failed",
+        "photo-deleted",
     }
+
+
+def test_the_subscribable_topics_are_every_topic_but_the_internal_variants() -> None:
+    # The published contract (docs/subscribers.md, docs/asyncapi.yaml, GET /v1/schemas, the
+    # both-ways compatibility of schemas/history.py) is derived from this tuple.
+    assert SUBSCRIBABLE_TOPICS == ("photo-uploads", "photo-processed", "photo-ready", "photo-failed", "photo-deleted")
+    assert set(SUBSCRIBABLE_TOPICS) == set(EVENT_BY_TOPIC) - {"photo-variants"}
+    assert EVENT_BY_TOPIC["photo-deleted"] is UploadDeleted
+
+
+def test_upload_deleted_deletes_its_incarnation_and_not_a_later_upload_of_the_same_content() -> None:
+    deleted = next(e for e in ALL_EVENTS if isinstance(e, UploadDeleted) and e.deleted_at > e.received_at)
+    # Events of the deleted upload carry its received_at; anything received up to the delete goes.
+    assert deleted.deletes(deleted.received_at)
+    assert deleted.deletes(deleted.received_at - timedelta(days=1))
+    assert deleted.deletes(deleted.deleted_at)
+    # The same content uploaded again after the delete: same upload_id, later received_at, it lives.
+    assert not deleted.deletes(deleted.deleted_at + timedelta(milliseconds=1))
+    assert not deleted.deletes(deleted.deleted_at + timedelta(days=3))
 
 
 def test_failure_reason_enum_matches_the_avsc_and_defaults_to_internal() -> None:

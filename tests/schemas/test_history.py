@@ -14,10 +14,16 @@ import pytest
 
 from schemas.catalog import HISTORY_DIR, PACKAGE, load_catalog, parse_schema_text
 from schemas.compat import sample_records
-from schemas.history import current_records, history_problems, published_versions, stray_entries
+from schemas.history import (
+    SUBSCRIBED_RECORDS,
+    current_records,
+    history_problems,
+    published_versions,
+    stray_entries,
+)
 from schemas.serde import EventSerde
 from schemas.single_object import SingleObjectFormat
-from schemas.topics import EVENT_BY_TOPIC
+from schemas.topics import EVENT_BY_TOPIC, SUBSCRIBABLE_TOPICS
 
 ROOT = resources.files(PACKAGE)
 RECORDS = current_records(ROOT)
@@ -138,6 +144,32 @@ def test_a_subscribed_event_must_stay_readable_by_subscribers_on_older_versions(
         "a subscriber on schemas/history/ImageReady.v1.avsc cannot read data written with schemas/ImageReady.avsc:"
     )
     assert "received_at" in problems[0]
+
+
+def test_every_event_but_the_internal_variants_is_subscribed() -> None:
+    assert sorted(SUBSCRIBED_RECORDS) == [
+        "ImageProcessed",
+        "ImageReady",
+        "ProcessingFailed",
+        "UploadDeleted",
+        "UploadReceived",
+    ]
+
+
+@pytest.mark.parametrize("record", [EVENT_BY_TOPIC[topic].__name__ for topic in SUBSCRIBABLE_TOPICS])
+def test_each_subscribed_event_is_checked_against_every_version_in_both_directions(
+    schemas_copy: Path, record: str
+) -> None:
+    # photographer_id has no default in any of them: the new schema still reads old data, but
+    # a subscriber on any published version can no longer read what the new one writes.
+    versions = published_versions(schemas_copy)[record]
+    _drop(schemas_copy / f"{record}.avsc", "photographer_id")
+    _publish(schemas_copy, record, len(versions) + 1)
+    problems = history_problems(schemas_copy, record)
+    assert [p.split(": ", 1)[0] for p in problems] == [
+        f"a subscriber on {v.path} cannot read data written with schemas/{record}.avsc" for v in versions
+    ]
+    assert all("photographer_id" in p for p in problems), problems
 
 
 def test_the_internal_variants_event_needs_only_backward_compatibility(schemas_copy: Path) -> None:

@@ -12,10 +12,10 @@ import pytest
 
 from schemas.catalog import Catalog, ShippedSchema, load_catalog, parse_schema_text
 from schemas.errors import DecodeError, EncodeError, RegistryError
-from schemas.events import Event, FailureReason, ProcessingFailed, UploadReceived
+from schemas.events import Event, FailureReason, ImageReady, ProcessingFailed, UploadReceived
 from schemas.serde import EventSerde
 from schemas.single_object import MAGIC, SingleObjectFormat
-from schemas.topics import PHOTO_FAILED, PHOTO_READY, PHOTO_UPLOADS
+from schemas.topics import PHOTO_DELETED, PHOTO_FAILED, PHOTO_READY, PHOTO_UPLOADS
 from tests.schemas.samples import ALL_EVENTS, event_id, topic_of
 
 
@@ -54,6 +54,9 @@ def test_registry_header_carries_the_registered_schema_id(mock_registry_url: Cal
 def test_encode_refuses_the_wrong_event_for_a_topic() -> None:
     with pytest.raises(EncodeError, match="photo-ready carries ImageReady, not UploadReceived"):
         EventSerde().encode(ALL_EVENTS[0], PHOTO_READY)
+    ready = next(e for e in ALL_EVENTS if isinstance(e, ImageReady))
+    with pytest.raises(EncodeError, match="photo-deleted carries UploadDeleted, not ImageReady"):
+        EventSerde().encode(ready, PHOTO_DELETED)
 
 
 def test_encode_refuses_an_unknown_topic() -> None:

@@ -30,6 +30,7 @@ from schemas.events import (
     ProcessingFailed,
     Stage,
     StoredVariant,
+    UploadDeleted,
     UploadReceived,
 )
 from sinks.rows import INSERT_ORDER, TABLE_COLUMNS, rows_for
@@ -185,6 +186,20 @@ def insert_events(client: Any, events: Iterable[Event], database: str = DATABASE
     for table in INSERT_ORDER:
         if batches.get(table):
             client.insert(f"{database}.{table}", batches[table], column_names=TABLE_COLUMNS[table])
+
+
+def deletion(upload: Any, after: timedelta = timedelta(minutes=1)) -> UploadDeleted:
+    """The photographer's deletion of ``upload`` (a ``Truth`` or any event of it), ``after`` it was received."""
+    return UploadDeleted(
+        upload_id=upload.upload_id,
+        photographer_id=upload.photographer_id,
+        sha256=SHA,
+        bucket="photostream",
+        original_key=f"originals/{upload.photographer_id}/{upload.upload_id}.jpg",
+        received_at=upload.received_at,
+        deleted_at=upload.received_at + after,
+        gateway_id="gw-1",
+    )
 
 
 @contextmanager

@@ -62,3 +62,12 @@ def test_every_query_runs_against_the_sample_pipeline(tmp_path):
             if "toStartOfDay(now('UTC'))" in sql and datetime.now(UTC).time() < time(0, 10):
                 continue
             assert rows, f"question {number} ({question}) returned no rows"
+
+
+def test_the_deleted_images_section_says_what_every_view_does_with_them():
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("## Deleted images") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    assert named == set(VIEWS)

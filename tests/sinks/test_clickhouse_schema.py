@@ -6,14 +6,24 @@ import dataclasses
 import math
 import uuid
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from schemas.events import FailureReason, ImageMetadata, ImageProcessed, ImageReady, ProcessingFailed, Stage
-from sinks.clickhouse_schema import DERIVED_TABLES, MIGRATIONS, TABLES, VIEWS, migrate
+from sinks.clickhouse_schema import DERIVED_TABLES, MIGRATIONS, TABLES, VIEWS, migrate, refresh_rollups
 from sinks.rows import TABLE_COLUMNS
-from tests.sinks.pipeline_data import DATABASE, PHOTOGRAPHERS, Pipeline, build_pipeline, chdb, insert_events
+from tests.sinks.pipeline_data import (
+    DATABASE,
+    PHOTOGRAPHERS,
+    UPLOADS_PER_PHOTOGRAPHER,
+    Pipeline,
+    Truth,
+    build_pipeline,
+    chdb,
+    deletion,
+    insert_events,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +42,12 @@ def pipeline() -> Pipeline:
 
 
 @pytest.fixture
+def midday_pipeline() -> Pipeline:
+    """The run at noon today: ten minutes later is still the same day, whenever the tests run."""
+    return build_pipeline(datetime.now(UTC).replace(hour=12, minute=0))
+
+
+@pytest.fixture
 def loaded(client, pipeline):
     """A migrated database holding the pipeline twice over: the run and a full replay of it."""
     migrate(client, DB)
@@ -45,8 +61,16 @@ def _dicts(client, sql: str) -> list[dict]:
     return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
 
-def _snapshot(client, db: str = DB, views: tuple[str, ...] = VIEWS) -> dict[str, list[tuple]]:
-    return {view: client.query(f"SELECT * FROM {db}.{view} ORDER BY ALL").result_rows for view in views}
+def _snapshot(
+    client, db: str = DB, views: tuple[str, ...] = VIEWS, columns: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, list[tuple]]:
+    """Every row of each view; of ``columns[view]`` only when given (what an older version of the view had)."""
+    selected = {view: ", ".join(columns[view]) if columns else "*" for view in views}
+    return {view: client.query(f"SELECT {selected[view]} FROM {db}.{view} ORDER BY ALL").result_rows for view in views}
+
+
+def _columns(client, views: tuple[str, ...], db: str = DB) -> dict[str, tuple[str, ...]]:
+    return {view: tuple(client.query(f"SELECT * FROM {db}.{view} LIMIT 0").column_names) for view in views}
 
 
 def _linear_quantile(values: list[int], level: float) -> float:
@@ -128,11 +152,13 @@ def test_upgrading_a_populated_database_keeps_every_row_and_answer(client, pipel
     assert migrate(client, DB, up_to=2) == [1, 2]
     insert_events(client, pipeline.events)
     version_2_views = tuple(view for view in VIEWS if view not in ("queued_uploads", "capture_hours"))
+    version_2_columns = _columns(client, version_2_views)
     before = _snapshot(client, views=version_2_views)
     assert migrate(client, DB) == [m.version for m in MIGRATIONS if m.version > 2]
     migrate(client, "fresh")
     insert_events(client, pipeline.events, "fresh")
-    assert _snapshot(client, views=version_2_views) == before
+    # Views may gain columns (migration 5: deleted_at, deleted); the ones they had answer as before.
+    assert _snapshot(client, views=version_2_views, columns=version_2_columns) == before
     assert _snapshot(client) == _snapshot(client, "fresh")
     for table in TABLES:
         (key,) = client.query(
@@ -364,3 +390,228 @@ def test_queued_uploads_are_exactly_the_queued_stages(client, pipeline):
     queued = {r["upload_id"] for r in _dicts(client, f"SELECT upload_id FROM {DB}.queued_uploads")}
     assert queued == {t.upload_id for t in pipeline.with_status("queued")}
     assert len(queued) == 3
+
+
+# -- deletions -----------------------------------------------------------------------------------------
+
+# One upload deleted at each stage: waiting for a worker, processed but not stored, ready, failed.
+DELETED_AT_EVERY_STAGE = (("ph-alice", 6, "deleted"), ("ph-carol", 6, "deleted"), ("ph-bob", 2, "completed"))
+DELETED_AFTER_FAILING = ("ph-alice", 5, "failed")
+LIBRARY_VIEWS = ("cameras", "duplicates_per_photographer", "capture_hours")
+
+
+def _truth(pipeline: Pipeline, photographer: str, index: int) -> Truth:
+    k = PHOTOGRAPHERS.index(photographer) * UPLOADS_PER_PHOTOGRAPHER + index
+    return next(t for t in pipeline.truth if t.index == k)
+
+
+def _deleted_at_every_stage(pipeline: Pipeline) -> list[Truth]:
+    stages = (*DELETED_AT_EVERY_STAGE, DELETED_AFTER_FAILING)
+    return [_truth(pipeline, photographer, index) for photographer, index, _ in stages]
+
+
+def _library(pipeline: Pipeline, deleted: set[uuid.UUID]) -> dict[str, dict]:
+    """What the library-like views should answer, from the events: processed images not deleted."""
+    images = [e for e in pipeline.processed.values() if e.upload_id not in deleted]
+    cameras: dict[tuple, list[str]] = {}
+    duplicates: dict[str, Counter] = {}
+    hours: dict[int, Counter] = {}
+    for image in images:
+        m = image.metadata
+        if m.camera_make is not None:
+            cameras.setdefault((m.camera_make, m.camera_model, m.lens), []).append(image.photographer_id)
+        duplicates.setdefault(image.photographer_id, Counter())[image.duplicate_kind or "none"] += 1
+        if m.captured_at is not None:
+            hour = hours.setdefault(int(m.captured_at[11:13]), Counter())
+            hour["images"] += 1
+            hour["over_20_mp"] += m.megapixels >= 20
+    return {
+        "cameras": {camera: (len(names), len(set(names))) for camera, names in cameras.items()},
+        "duplicates_per_photographer": {
+            name: (kinds.total(), kinds["exact"], kinds["near"]) for name, kinds in duplicates.items()
+        },
+        "capture_hours": {hour: (counts["images"], counts["over_20_mp"]) for hour, counts in hours.items()},
+    }
+
+
+def _library_views(client, db: str = DB) -> dict[str, dict]:
+    cameras = client.query(f"SELECT camera_make, camera_model, lens, images, photographers FROM {db}.cameras")
+    duplicates = client.query(
+        f"SELECT photographer_id, images, exact_duplicates, near_duplicates FROM {db}.duplicates_per_photographer"
+    )
+    hours = client.query(f"SELECT hour, images, over_20_mp FROM {db}.capture_hours")
+    return {
+        "cameras": {tuple(row[:3]): tuple(row[3:]) for row in cameras.result_rows},
+        "duplicates_per_photographer": {row[0]: tuple(row[1:]) for row in duplicates.result_rows},
+        "capture_hours": {row[0]: tuple(row[1:]) for row in hours.result_rows},
+    }
+
+
+def _reupload(pipeline: Pipeline, truth: Truth, later: timedelta) -> list:
+    """The same photo sent again ``later``: the same upload id, every event of it that much later."""
+    events = [e for e in pipeline.events if e.upload_id == truth.upload_id and not isinstance(e, ProcessingFailed)]
+    shifted = []
+    for event in events:
+        times = {
+            f.name: getattr(event, f.name) + later
+            for f in dataclasses.fields(event)
+            if f.name.endswith("_at") and getattr(event, f.name) is not None and f.name != "captured_at"
+        }
+        shifted.append(dataclasses.replace(event, **times))
+    return shifted
+
+
+def test_deleted_uploads_leave_the_library_views_and_the_queue_at_every_stage(client, pipeline):
+    migrate(client, DB)
+    insert_events(client, pipeline.events)
+    refresh_rollups(client, DB)  # the deletions land in days the rollups hold: those days must be read live
+    work = _snapshot(client, views=("stage_latency_per_minute", "failures_by_reason"))
+    deleted = _deleted_at_every_stage(pipeline)
+    insert_events(client, [deletion(t) for t in deleted])
+
+    for moment in ("before the next refresh", "after it"):
+        stages = {r["upload_id"]: r for r in _dicts(client, f"SELECT * FROM {DB}.image_stages")}
+        for truth, (_, _, status) in zip(deleted, (*DELETED_AT_EVERY_STAGE, DELETED_AFTER_FAILING), strict=True):
+            assert stages[truth.upload_id]["status"] == status, (moment, truth)
+            assert stages[truth.upload_id]["deleted_at"] == _naive(truth.received_at + timedelta(minutes=1))
+        assert Counter(r["status"] for r in stages.values()) == {
+            "completed": 12,
+            "failed": 6,
+            "deleted": 2,
+            "queued": 1,
+        }
+        assert sum(r["deleted_at"] is not None for r in stages.values()) == len(deleted)
+
+        queued = {r["upload_id"] for r in _dicts(client, f"SELECT upload_id FROM {DB}.queued_uploads")}
+        assert queued == {_truth(pipeline, "ph-bob", 6).upload_id}, moment
+        assert _library_views(client) == _library(pipeline, {t.upload_id for t in deleted}), moment
+        assert _library_views(client) != _library(pipeline, set())  # the deletions made a difference
+
+        # The pipeline's work is counted whatever became of the upload since.
+        (totals,) = _dicts(
+            client,
+            f"SELECT sum(uploads) AS uploads, sum(images) AS images, sum(failures) AS failures, "
+            f"sum(deleted) AS deleted FROM {DB}.throughput_per_minute",
+        )
+        assert totals == {"uploads": 21, "images": 12, "failures": 6, "deleted": len(deleted)}, moment
+        assert _snapshot(client, views=("stage_latency_per_minute", "failures_by_reason")) == work, moment
+        refresh_rollups(client, DB)
+
+
+@pytest.mark.parametrize("later", [timedelta(minutes=10), timedelta(days=1)], ids=["same day", "next day"])
+def test_a_reupload_after_a_delete_counts_again(client, midday_pipeline, later):
+    pipeline = midday_pipeline
+    migrate(client, DB)
+    insert_events(client, pipeline.events)
+    library = _library_views(client)
+    truth = _truth(pipeline, "ph-bob", 2)
+    insert_events(client, [deletion(truth)])
+    refresh_rollups(client, DB)
+    upload, processed, ready = _reupload(pipeline, truth, later)
+    where = f"upload_id = '{truth.upload_id}'"
+
+    insert_events(client, [upload])  # sent again, not processed yet: queued, and the old image still deleted
+    queued = {r["upload_id"]: r["received_at"] for r in _dicts(client, f"SELECT * FROM {DB}.queued_uploads")}
+    assert queued[truth.upload_id] == _naive(upload.received_at)
+    assert _library_views(client) != library
+
+    insert_events(client, [processed, ready])
+    rows = _dicts(client, f"SELECT received_at, status, deleted_at FROM {DB}.image_stages WHERE {where} ORDER BY ALL")
+    assert rows == [
+        {"received_at": _naive(truth.received_at), "status": "completed", "deleted_at": _naive(truth.received_at)
+         + timedelta(minutes=1)},
+        {"received_at": _naive(upload.received_at), "status": "completed", "deleted_at": None},
+    ]  # fmt: skip
+    assert _library_views(client) == library
+    refresh_rollups(client, DB)
+    assert _library_views(client) == library
+    (totals,) = _dicts(
+        client, f"SELECT sum(uploads) AS u, sum(images) AS i, sum(deleted) AS d FROM {DB}.throughput_per_minute"
+    )
+    assert totals == {"u": 22, "i": 13, "d": 1}
+    assert truth.upload_id not in {r["upload_id"] for r in _dicts(client, f"SELECT * FROM {DB}.queued_uploads")}
+
+
+def test_a_deletion_written_before_the_uploads_rows_counts_the_same(client, pipeline):
+    # The sink consumes its topics independently: photo-deleted may be written before photo-uploads.
+    deletions = [deletion(t) for t in _deleted_at_every_stage(pipeline)]
+    migrate(client, DB)
+    insert_events(client, pipeline.events)
+    insert_events(client, deletions)
+    migrate(client, "early")
+    insert_events(client, deletions, "early")
+    insert_events(client, pipeline.events, "early")
+    assert _snapshot(client, "early") == _snapshot(client)
+
+
+def test_a_replayed_deletion_changes_no_view(client, pipeline):
+    migrate(client, DB)
+    for table in (*TABLES, *DERIVED_TABLES):  # separate parts: FINAL, not a merge, collapses the replay
+        client.command(f"SYSTEM STOP MERGES {DB}.{table}")
+    deletions = [deletion(t) for t in _deleted_at_every_stage(pipeline)]
+    insert_events(client, [*pipeline.events, *deletions])
+    first = _snapshot(client)
+    insert_events(client, deletions)
+    assert client.query(f"SELECT count() FROM {DB}.deletions").result_rows == [(2 * len(deletions),)]
+    assert client.query(f"SELECT count() FROM {DB}.deletions FINAL").result_rows == [(len(deletions),)]
+    assert _snapshot(client) == first
+    refresh_rollups(client, DB)
+    assert _snapshot(client) == first
+
+
+def test_queued_uploads_leave_out_deleted_ones_merged_or_not(client, pipeline):
+    migrate(client, DB)
+    for table in (*TABLES, *DERIVED_TABLES):
+        client.command(f"SYSTEM STOP MERGES {DB}.{table}")
+    waiting, storing = _truth(pipeline, "ph-alice", 6), _truth(pipeline, "ph-carol", 6)
+    insert_events(client, [*pipeline.events, deletion(waiting), deletion(storing)])
+    expected = {_truth(pipeline, "ph-bob", 6).upload_id}
+    assert {r["upload_id"] for r in _dicts(client, f"SELECT upload_id FROM {DB}.queued_uploads")} == expected
+    for table in (*TABLES, *DERIVED_TABLES):
+        client.command(f"SYSTEM START MERGES {DB}.{table}")
+        client.command(f"OPTIMIZE TABLE {DB}.{table} FINAL")
+    assert {r["upload_id"] for r in _dicts(client, f"SELECT upload_id FROM {DB}.queued_uploads")} == expected
+
+
+def test_upgrading_from_version_4_keeps_every_answer_and_then_takes_deletions(client, pipeline):
+    """A running database at version 4, its rollups refreshed, upgraded; then deletions arrive."""
+    assert migrate(client, DB, up_to=4) == [1, 2, 3, 4]
+    insert_events(client, pipeline.events)
+    refresh_rollups(client, DB)
+    columns = _columns(client, VIEWS)
+    before = _snapshot(client)
+    assert migrate(client, DB) == [m.version for m in MIGRATIONS if m.version > 4]
+    assert _snapshot(client, columns=columns) == before
+    lifecycle = client.query(f"SELECT deleted_at FROM {DB}.upload_lifecycle FINAL").result_rows
+    assert lifecycle
+    assert all(deleted_at is None for (deleted_at,) in lifecycle)  # old parts read the new column as NULL
+
+    deletions = [deletion(t) for t in _deleted_at_every_stage(pipeline)]
+    insert_events(client, deletions)
+    migrate(client, "fresh")
+    insert_events(client, [*pipeline.events, *deletions], "fresh")
+    assert _snapshot(client) == _snapshot(client, "fresh")
+    assert _library_views(client) == _library(pipeline, {d.upload_id for d in deletions})
+    for db in (DB, "fresh"):
+        refresh_rollups(client, db)
+    assert _snapshot(client) == _snapshot(client, "fresh")
+
+
+def test_every_deletion_of_an_upload_is_kept(client, midday_pipeline):
+    """Deleted, sent again, deleted again the same day: two deletions, two deleted uploads, after any merge."""
+    pipeline = midday_pipeline
+    migrate(client, DB)
+    truth = _truth(pipeline, "ph-bob", 2)
+    again = _reupload(pipeline, truth, timedelta(minutes=10))
+    insert_events(client, [*pipeline.events, deletion(truth), *again, deletion(again[0])])
+    for table in (*TABLES, *DERIVED_TABLES):
+        client.command(f"OPTIMIZE TABLE {DB}.{table} FINAL")
+    where = f"upload_id = '{truth.upload_id}'"
+    assert client.query(f"SELECT received_at FROM {DB}.deletions WHERE {where} ORDER BY ALL").result_rows == [
+        (_naive(truth.received_at),),
+        (_naive(again[0].received_at),),
+    ]
+    rows = client.query(f"SELECT status, deleted_at IS NOT NULL FROM {DB}.image_stages WHERE {where}").result_rows
+    assert rows == [("completed", True), ("completed", True)]
+    refresh_rollups(client, DB)
+    assert _library_views(client) == _library(pipeline, {truth.upload_id})

@@ -1,7 +1,7 @@
 """The all-time views read daily rollups, and answer exactly what a scan of every row with FINAL answers.
 
 Before the rollups are refreshed, after, and after writes into days the rollup already holds (a replay, a
-re-processing that changes an answer): a changed day must be read from its rows until the next refresh.
+re-processing that changes an answer, a deletion): a changed day must be read from its rows until the next refresh.
 """
 
 from __future__ import annotations
@@ -12,25 +12,29 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.events import ImageProcessed
+from schemas.events import ImageProcessed, UploadReceived
 from sinks.clickhouse_rollups import ROLLUPS
 from sinks.clickhouse_schema import migrate, refresh_rollups
-from tests.sinks.pipeline_data import DATABASE, build_pipeline, chdb, insert_events
+from tests.sinks.pipeline_data import DATABASE, build_pipeline, chdb, deletion, insert_events
 
 pytestmark = pytest.mark.integration
 
 DAYS = 3
 
+# The images the library-like views count: not deleted (no deletion names the upload as received then).
+IMAGES = f"""(SELECT * FROM {DATABASE}.images FINAL WHERE (photographer_id, upload_id, received_at) NOT IN (
+    SELECT photographer_id, upload_id, received_at FROM {DATABASE}.deletions))"""
+
 # What each view answers, computed the slow way: every row of all time, with FINAL.
 SCANS = {
     "cameras": f"""
         SELECT camera_make, camera_model, lens, count() AS images, uniqExact(photographer_id) AS photographers
-        FROM {DATABASE}.images FINAL WHERE camera_make IS NOT NULL GROUP BY camera_make, camera_model, lens""",
+        FROM {IMAGES} WHERE camera_make IS NOT NULL GROUP BY camera_make, camera_model, lens""",
     "duplicates_per_photographer": f"""
         SELECT photographer_id, count() AS images, countIf(duplicate_kind = 'exact') AS exact_duplicates,
             countIf(duplicate_kind = 'near') AS near_duplicates,
             round((exact_duplicates + near_duplicates) / images, 4) AS duplicate_ratio
-        FROM {DATABASE}.images FINAL GROUP BY photographer_id""",
+        FROM {IMAGES} GROUP BY photographer_id""",
     "failures_by_reason": f"""
         SELECT stage, reason, count() AS failures, uniqExact(upload_id) AS uploads,
             uniqExact(photographer_id) AS photographers, max(failed_at) AS last_failed_at
@@ -38,7 +42,7 @@ SCANS = {
     "capture_hours": f"""
         SELECT toHour(captured_at_local) AS hour, count() AS images, round(avg(megapixels), 1) AS avg_megapixels,
             countIf(megapixels >= 20) AS over_20_mp
-        FROM {DATABASE}.images FINAL WHERE captured_at_local IS NOT NULL GROUP BY hour""",
+        FROM {IMAGES} WHERE captured_at_local IS NOT NULL GROUP BY hour""",
 }
 
 
@@ -68,12 +72,17 @@ def _days_held(client) -> dict[str, int]:
     """Per rollup, how many day partitions it holds as they are now (read from it, not from rows)."""
     held = {}
     for rollup in ROLLUPS:
+        # A rollup that leaves deleted images out also records the newest block of the deletions of each day.
+        tables = [rollup.source, rollup.deletions] if rollup.deletions else [rollup.source]
+        blocks = ", ".join(f"toUInt64(maxIf(max_block_number, table = '{table}'))" for table in tables)
         current = (
-            "SELECT partition_id, toUInt64(max(max_block_number)) FROM system.parts "
-            f"WHERE database = '{DATABASE}' AND table = '{rollup.source}' AND active GROUP BY partition_id"
+            f"SELECT partition_id, {blocks} FROM system.parts WHERE database = '{DATABASE}' "
+            f"AND has({tables}, table) AND active GROUP BY partition_id"
         )
+        held_blocks = "block, deleted_block" if rollup.deletions else "block"
         sql = (
-            f"SELECT uniqExact(partition_id) FROM {DATABASE}.{rollup.rollup} WHERE (partition_id, block) IN ({current})"
+            f"SELECT uniqExact(partition_id) FROM {DATABASE}.{rollup.rollup} "
+            f"WHERE (partition_id, {held_blocks}) IN ({current})"
         )
         held[rollup.view] = client.query(sql).result_rows[0][0]
     return held
@@ -113,3 +122,48 @@ def test_the_all_time_views_match_a_full_scan_before_and_after_refreshes_and_lat
 
         refresh_rollups(client, DATABASE)
         assert _answers(client, "views") == after, "after the next refresh"
+
+
+def _uploads_of(events: list) -> dict[uuid.UUID, UploadReceived]:
+    return {event.upload_id: event for event in events if isinstance(event, UploadReceived)}
+
+
+def test_deletions_in_days_the_rollups_hold_are_seen_at_once_and_kept_by_the_next_refresh(tmp_path):
+    with chdb(tmp_path) as client:
+        migrate(client, DATABASE)
+        days = {days_ago: _day(days_ago) for days_ago in range(DAYS)}
+        for events in days.values():
+            insert_events(client, events)
+        refresh_rollups(client, DATABASE)
+        before = _answers(client, "scans")
+
+        # Deleted: a processed image of the oldest day and one of yesterday, and an upload of the oldest day no
+        # worker took (it changes no answer, but its day has changed).
+        oldest = next(event for event in days[DAYS - 1] if isinstance(event, ImageProcessed))
+        yesterday = next(e for e in days[1] if isinstance(e, ImageProcessed) and e.metadata.camera_make)
+        processed = {event.upload_id for event in days[DAYS - 1] if isinstance(event, ImageProcessed)}
+        waiting = next(upload for upload in _uploads_of(days[DAYS - 1]).values() if upload.upload_id not in processed)
+        insert_events(client, [deletion(oldest), deletion(yesterday), deletion(waiting)])
+        after = _answers(client, "scans")
+        assert after["cameras"] != before["cameras"]
+        assert after["duplicates_per_photographer"] != before["duplicates_per_photographer"]
+        assert after["failures_by_reason"] == before["failures_by_reason"]  # the failures happened all the same
+        held = _days_held(client)
+        assert held["cameras"] == _partitions(client, "images") - 2  # the two days deleted in: read from rows
+        assert held["failures_by_reason"] == _partitions(client, "failures")  # deletions do not touch it
+        assert _answers(client, "views") == after, "after deletions in days the rollups held"
+
+        refresh_rollups(client, DATABASE)
+        assert _days_held(client)["cameras"] == _partitions(client, "images")  # days with deletions are held too
+        assert _answers(client, "views") == after, "after the next refresh"
+
+        # The image of yesterday sent again today: the same upload id, received now, processed now.
+        now = datetime.now(UTC) - timedelta(seconds=5)
+        again = [
+            dataclasses.replace(event, received_at=now, **({"processed_at": now} if event is yesterday else {}))
+            for event in (_uploads_of(days[1])[yesterday.upload_id], yesterday)
+        ]
+        insert_events(client, again)
+        images = {name: sum(row[3] for row in _answers(client, name)["cameras"]) for name in ("scans", "views")}
+        assert images == dict.fromkeys(("scans", "views"), sum(row[3] for row in after["cameras"]) + 1)
+        assert _answers(client, "views") == _answers(client, "scans"), "after the same photo was sent again"

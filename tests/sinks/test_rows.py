@@ -13,10 +13,11 @@ from schemas.events import (
     ImageProcessed,
     ImageReady,
     ProcessingFailed,
+    UploadDeleted,
     UploadReceived,
     VariantRendered,
 )
-from sinks.rows import TABLE_COLUMNS, rows_for
+from sinks.rows import INSERT_ORDER, TABLE_COLUMNS, rows_for
 from tests.schemas.samples import make_events
 
 FULL = {type(e): e for e in make_events(full=True)}
@@ -163,6 +164,58 @@ def test_processing_failed_keeps_nones():
     assert values["reason"] == "internal"
 
 
+def _deleted(**changes) -> UploadDeleted:
+    upload = FULL[UploadReceived]
+    fields = {
+        "upload_id": upload.upload_id,
+        "photographer_id": upload.photographer_id,
+        "sha256": upload.sha256,
+        "bucket": upload.bucket,
+        "original_key": upload.original_key,
+        "received_at": upload.received_at,
+        "deleted_at": upload.received_at + timedelta(hours=2),
+        "gateway_id": "gw-7",
+    }
+    return UploadDeleted(**(fields | changes))
+
+
+def test_upload_deleted_names_the_upload_it_deleted():
+    event = _deleted()
+    rows = rows_for(event)
+    assert list(rows) == ["deletions"]
+    (row,) = rows["deletions"]
+    values = _as_dict("deletions", row)
+    assert values == {
+        "upload_id": event.upload_id,
+        "photographer_id": event.photographer_id,
+        "sha256": event.sha256,
+        "bucket": event.bucket,
+        "original_key": event.original_key,
+        "received_at": event.received_at,
+        "deleted_at": event.deleted_at,
+        "gateway_id": "gw-7",
+        "version": _millis(event.deleted_at),
+    }
+    assert isinstance(values["upload_id"], uuid.UUID)
+
+
+def test_upload_deleted_times_are_normalised_to_utc():
+    paris = timezone(timedelta(hours=2))
+    event = _deleted()
+    local = _deleted(received_at=event.received_at.astimezone(paris), deleted_at=event.deleted_at.astimezone(paris))
+    values = _as_dict("deletions", rows_for(local)["deletions"][0])
+    assert (values["received_at"], values["deleted_at"]) == (event.received_at, event.deleted_at)
+    assert values["received_at"].utcoffset() == values["deleted_at"].utcoffset() == timedelta(0)
+    assert values["version"] == _millis(event.deleted_at)
+
+
+def test_deletions_are_inserted_before_the_ready_rows():
+    # A reader that sees an image ready also sees its deletion when both came in one batch.
+    assert INSERT_ORDER[-1] == "ready"
+    assert set(INSERT_ORDER) == set(TABLE_COLUMNS)
+    assert INSERT_ORDER.index("deletions") < INSERT_ORDER.index("ready")
+
+
 def test_timestamps_are_normalised_to_utc():
     paris = timezone(timedelta(hours=2))
     event = FULL[UploadReceived]
@@ -172,7 +225,7 @@ def test_timestamps_are_normalised_to_utc():
     assert values["received_at"].utcoffset() == timedelta(0)
 
 
-STORED = [e for e in (*EMPTY.values(), *FULL.values()) if not isinstance(e, VariantRendered)]
+STORED = [e for e in (*EMPTY.values(), *FULL.values(), _deleted()) if not isinstance(e, VariantRendered)]
 
 
 @pytest.mark.parametrize("event", STORED, ids=lambda e: type(e).__name__)
