@@ -171,15 +171,18 @@ def main() -> None:
     """Run the front-door measurement alone on the running stack: ``python -m bench.front_door``."""
     import argparse
 
-    from bench.photoset import photo_set
+    from bench.photoset import photo_set, production_sized
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--uploads", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--production-sizes", action="store_true", help="photos of 5-50 MB, as the service takes, not 12 MP JPEGs"
+    )
     args = parser.parse_args()
-    photos = photo_set()
-    result = measure(list(photos.paths), clients=args.clients, uploads=args.uploads, runs=args.runs)
+    paths = list(production_sized()) if args.production_sizes else list(photo_set().paths)
+    result = measure(paths, clients=args.clients, uploads=args.uploads, runs=args.runs)
     print("\n".join(report(result)))
 
 

@@ -61,3 +61,35 @@ def save(results: dict, table: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "results.md").write_text(table + "\n")
+
+
+# The service's originals weigh 5-50 MB (DESIGN.md); these sizes spread evenly over that range.
+PRODUCTION_MEGABYTES = (5.0, 12.5, 20.0, 27.5, 35.0, 42.5, 50.0)
+
+
+def _make_sized(args: tuple[float, str]) -> str:
+    megabytes, path = args
+    import io
+
+    from PIL import Image
+
+    # Pixel noise, as a high-ISO frame is mostly: JPEG keeps about 1.17 bytes a pixel of it at quality 95 (4:2:0).
+    side = int((megabytes * 1e6 / 1.17) ** 0.5)
+    noise = os.urandom(side * side * 3)
+    out = io.BytesIO()
+    Image.frombytes("RGB", (side, side), noise).save(out, format="JPEG", quality=95)
+    Path(path).write_bytes(out.getvalue())
+    return path
+
+
+def production_sized(megabytes: tuple[float, ...] = PRODUCTION_MEGABYTES) -> tuple[Path, ...]:
+    """JPEGs of about these sizes (made once, cached), for what the front door carries in production."""
+    folder = CACHE / "sized"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = tuple(folder / f"{size:g}mb.jpg" for size in megabytes)
+    missing = [(size, str(path)) for size, path in zip(megabytes, paths, strict=True) if not path.exists()]
+    if missing:
+        print(f"making {len(missing)} photos of {', '.join(f'{s:g}' for s, _ in missing)} MB in {folder}...")
+        with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+            list(pool.map(_make_sized, missing))
+    return paths

@@ -10,6 +10,8 @@
    open-loop Poisson arrivals at 50 % and 80 % of that rate (15 photographers, one sending 30 %).
 3. The front door: uploads per second of the multipart POST, tus and the direct path against raw
    S3 PUTs of the same photos, 32 clients, each as a ratio with its goal (bench/front_door.py),
+   on originals of 5-50 MB as the service takes them (``photoset.production_sized``: each way in
+   adds a fixed cost per upload, which smaller photos than production's would overweight),
    and how soon an SSE client hears an ImageReady written to Kafka (bench/live_latency.py).
 4. Analytics: the doc's ten questions, the dashboard and the status on 30 days of history
    (bench/analytics.py, which also writes bench/results/analytics.json and analytics.md).
@@ -36,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import analytics, front_door, image_peers, live_latency, pipeline_bench
-from bench.photoset import PhotoSet, photo_set, save
+from bench.photoset import PhotoSet, photo_set, production_sized, save
 from photostream.config import StackSettings
 from photostream.stack import Stack, State
 
@@ -98,7 +100,9 @@ def measure(args: argparse.Namespace, photos: PhotoSet) -> None:
             run = pipeline_bench.open_loop(paths, rate=share * rate, seconds=args.open_loop_seconds, seed=round_)
             pipeline[key].append(run)
     print("the front door: POST, tus and direct against raw S3 PUT...", flush=True)
-    gateway = front_door.measure(paths, clients=args.clients, uploads=args.gateway_uploads, runs=args.runs)
+    gateway = front_door.measure(
+        list(production_sized()), clients=args.clients, uploads=args.gateway_uploads, runs=args.runs
+    )
     print("live progress: ImageReady on Kafka to the SSE event...", flush=True)
     gateway["live"] = live_latency.measure(paths)
     insights = None
