@@ -33,6 +33,7 @@ from photostream.layout import variants_prefix
 from photostream.logs import upload_context
 from photostream.objectstore import Store
 from producers import problems
+from producers.fields import upload_id_in
 from producers.ledger import UploadRecord, original_key, pending_key
 from schemas.events import UploadDeleted
 
@@ -56,11 +57,7 @@ class UploadDeletion:
     async def delete(self, request: web.Request) -> web.Response:
         """Delete the caller's upload (see the module docstring); 204 also when it was deleted before."""
         photographer_id = await self.gateway.photographer(request)
-        raw_id = request.match_info["upload_id"]
-        try:
-            upload_id = str(uuid.UUID(raw_id))
-        except ValueError:
-            raise problems.not_found(f"no upload {raw_id!r}") from None
+        upload_id = upload_id_in(request)
         services = self.gateway.services
         with upload_context(upload_id=upload_id, photographer_id=photographer_id):
             record = await services.ledger.find(upload_id)

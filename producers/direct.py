@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,7 @@ from photostream.logs import upload_context
 from photostream.media import SNIFF_BYTES
 from photostream.objectstore import MultipartUpload, ObjectMissing, Store, StoreError
 from producers import problems
-from producers.fields import clean_filename, parse_tags, parse_title
+from producers.fields import clean_filename, parse_tags, parse_title, upload_id_in
 from producers.ingest import RejectedFile, StagedOriginal, StoredFile, content_type_of
 from producers.ledger import original_key, pending_key, staging_key, upload_id_for
 
@@ -171,11 +170,7 @@ class DirectUploads:
     async def complete(self, request: web.Request) -> web.Response:
         """The client says the bytes are in S3: check them, then accept the file as a POST would."""
         photographer_id = await self.gateway.photographer(request)
-        raw_id = request.match_info["upload_id"]
-        try:
-            upload_id = str(uuid.UUID(raw_id))
-        except ValueError:
-            raise problems.not_found(f"no direct upload {raw_id!r}") from None
+        upload_id = upload_id_in(request, kind="direct upload")
         with upload_context(photographer_id=photographer_id, upload_id=upload_id):
             try:
                 declared = await self.store.get_json(_declaration_key(photographer_id, upload_id))

@@ -43,7 +43,7 @@ from producers import problems
 from producers.dashboard import Dashboard
 from producers.deletion import UploadDeletion
 from producers.direct import DirectUploads
-from producers.fields import clean_filename, parse_tags, parse_title
+from producers.fields import clean_filename, parse_tags, parse_title, upload_id_in
 from producers.ingest import OriginalWriter, RejectedFile, StagedOriginal, stage
 from producers.keys import KeyStore
 from producers.ledger import UploadLedger, UploadRecord, original_key, pending_key, staging_key, upload_id_for
@@ -567,11 +567,7 @@ class Gateway:
     async def get_upload(self, request: web.Request) -> web.Response:
         """The upload's status; another photographer's upload is a 404 like a missing one."""
         photographer_id = await self.photographer(request)
-        raw_id = request.match_info["upload_id"]
-        try:
-            upload_id = str(uuid.UUID(raw_id))
-        except ValueError:
-            raise problems.not_found(f"no upload {raw_id!r}") from None
+        upload_id = upload_id_in(request)
         record = await self.services.ledger.find(upload_id)
         if record is None or record.photographer_id != photographer_id:
             raise problems.not_found(f"no upload {upload_id}")
