@@ -16,93 +16,92 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import io
+import json
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import aiohttp
+import urllib3
 
-from bench.pipeline_bench import _post_one, _session, _start_gateway
+from bench.pipeline_bench import _start_gateway
+from photostream.clients import s3_client
 from photostream.config import KafkaSettings, S3Settings
-from photostream.objectstore import ObjectStore
 from photostream.topics import ensure_topics
 from producers.keys import create_keys
 
 METHODS = ("raw S3 PUT", "multipart POST", "tus", "direct")
 GOALS = {"multipart POST": 0.6, "tus": 0.5, "direct": 0.9}
 
-Upload = Callable[[aiohttp.ClientSession, aiohttp.ClientSession, bytes], Awaitable[None]]
+# Every way's client sends from a thread of its own with one blocking HTTP call per request, as boto3
+# does for the raw PUTs: a single event loop writing 32 large bodies would be the bench's own limit.
+Upload = Callable[[urllib3.PoolManager, bytes], None]
 
 
-async def _tus_one(session: aiohttp.ClientSession, url: str, key: str, body: bytes) -> None:
+def _expect(response: urllib3.BaseHTTPResponse, status: int, what: str) -> urllib3.BaseHTTPResponse:
+    if response.status != status:
+        raise RuntimeError(f"{what} answered {response.status}: {response.data[:300]!r}")
+    return response
+
+
+def _post_one(http: urllib3.PoolManager, url: str, key: str, body: bytes) -> None:
+    fields = {"file": ("photo.jpg", body, "image/jpeg")}
+    response = http.request("POST", f"{url}/v1/uploads", fields=fields, headers={"Authorization": f"Bearer {key}"})
+    _expect(response, 202, "POST")
+
+
+def _tus_one(http: urllib3.PoolManager, url: str, key: str, body: bytes) -> None:
     headers = {"Authorization": f"Bearer {key}", "Tus-Resumable": "1.0.0"}
     metadata = f"filename {base64.b64encode(b'photo.jpg').decode()}"
-    async with session.post(
-        f"{url}/v1/tus/", headers={**headers, "Upload-Length": str(len(body)), "Upload-Metadata": metadata}
-    ) as created:
-        if created.status != 201:
-            raise RuntimeError(f"tus create answered {created.status}: {await created.text()}")
-        location = created.headers["Location"]
+    created = http.request(
+        "POST", f"{url}/v1/tus/", headers={**headers, "Upload-Length": str(len(body)), "Upload-Metadata": metadata}
+    )
+    location = _expect(created, 201, "tus create").headers["Location"]
     patch_headers = {**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
-    async with session.patch(f"{url}{location}", data=io.BytesIO(body), headers=patch_headers) as done:
-        await done.read()
-        if done.status != 204 or "Photostream-Upload-Id" not in done.headers:
-            raise RuntimeError(f"tus PATCH answered {done.status}")
+    done = _expect(http.request("PATCH", f"{url}{location}", body=body, headers=patch_headers), 204, "tus PATCH")
+    if "Photostream-Upload-Id" not in done.headers:
+        raise RuntimeError("the last PATCH did not name the upload")
 
 
-async def _direct_one(
-    session: aiohttp.ClientSession, s3: aiohttp.ClientSession, url: str, key: str, body: bytes
-) -> None:
+def _direct_one(http: urllib3.PoolManager, url: str, key: str, body: bytes) -> None:
     auth = {"Authorization": f"Bearer {key}"}
-    sha256 = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
-    declaration = {"filename": "photo.jpg", "size": len(body), "sha256": sha256}
-    async with session.post(f"{url}/v1/uploads/direct", json=declaration, headers=auth) as declared:
-        if declared.status != 201:
-            raise RuntimeError(f"direct declare answered {declared.status}: {await declared.text()}")
-        answer = await declared.json()
-    async with s3.put(answer["url"], data=io.BytesIO(body), headers=answer["headers"]) as put:
-        await put.read()
-        if put.status != 200:
-            raise RuntimeError(f"S3 PUT answered {put.status}")
-    async with session.post(f"{url}{answer['complete_url']}", headers=auth) as completed:
-        await completed.read()
-        if completed.status != 202:
-            raise RuntimeError(f"complete answered {completed.status}")
+    declaration = {"filename": "photo.jpg", "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    declared = http.request("POST", f"{url}/v1/uploads/direct", json=declaration, headers=auth)
+    answer = json.loads(_expect(declared, 201, "direct declare").data)
+    _expect(http.request("PUT", answer["url"], body=body, headers=answer["headers"]), 200, "S3 PUT")
+    _expect(http.request("POST", f"{url}{answer['complete_url']}", headers=auth), 202, "complete")
 
 
-async def _rate(bodies: list[bytes], clients: int, upload: Upload) -> float:
+def _rate(bodies: list[bytes], clients: int, upload: Upload) -> float:
     """Uploads per second with ``clients`` at once, from the first start to the last finish."""
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-
-    async def client(session: aiohttp.ClientSession, s3: aiohttp.ClientSession) -> None:
-        while not queue.empty():
-            await upload(session, s3, queue.get_nowait())
-
-    async with _session(clients) as session, _session(clients) as s3:
-        started = time.monotonic()
-        await asyncio.gather(*(client(session, s3) for _ in range(clients)))
-        return len(bodies) / (time.monotonic() - started)
-
-
-async def _raw_rate(s3: S3Settings, bodies: list[bytes], clients: int) -> float:
-    store = ObjectStore(s3, max_workers=clients)
-    prefix = f"bench/raw/{uuid.uuid4().hex[:8]}"
+    http = urllib3.PoolManager(maxsize=clients, timeout=urllib3.Timeout(total=600), retries=False)
     try:
-        return await _rate(
-            bodies,
-            clients,
-            lambda _session, _s3, body: store.put(f"{prefix}/{uuid.uuid4().hex}", body, content_type="image/jpeg"),
-        )
+        with ThreadPoolExecutor(clients) as pool:
+            started = time.monotonic()
+            for done in [pool.submit(upload, http, body) for body in bodies]:
+                done.result()
+            return len(bodies) / (time.monotonic() - started)
     finally:
-        for key in await store.list_keys(prefix):
-            await store.delete(key)
-        store.close()
+        http.clear()
+
+
+def _raw_rate(s3: S3Settings, bodies: list[bytes], clients: int) -> float:
+    """The ceiling: boto3's PUT of the same bytes, ``clients`` threads at once."""
+    client = s3_client(s3, timeout=600, max_pool_connections=clients)
+    prefix = f"bench/raw/{uuid.uuid4().hex[:8]}"
+
+    def put(_http: urllib3.PoolManager, body: bytes) -> None:
+        client.put_object(Bucket=s3.bucket, Key=f"{prefix}/{uuid.uuid4().hex}", Body=body, ContentType="image/jpeg")
+
+    try:
+        return _rate(bodies, clients, put)
+    finally:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=s3.bucket, Key=item["Key"])
 
 
 def measure(paths: list[Path], *, clients: int = 32, uploads: int = 64, runs: int = 3) -> dict:
@@ -115,9 +114,9 @@ def measure(paths: list[Path], *, clients: int = 32, uploads: int = 64, runs: in
     with tempfile.TemporaryDirectory() as directory:
         gateway, url = _start_gateway(kafka, s3, Path(directory), {})
         uploads_by_method: dict[str, Upload] = {
-            "multipart POST": lambda session, _s3, body: _post_one(session, url, key, body),
-            "tus": lambda session, _s3, body: _tus_one(session, url, key, body),
-            "direct": lambda session, s3_session, body: _direct_one(session, s3_session, url, key, body),
+            "multipart POST": lambda http, body: _post_one(http, url, key, body),
+            "tus": lambda http, body: _tus_one(http, url, key, body),
+            "direct": lambda http, body: _direct_one(http, url, key, body),
         }
         try:
             for round_number in range(runs):
@@ -125,9 +124,9 @@ def measure(paths: list[Path], *, clients: int = 32, uploads: int = 64, runs: in
                 for method in order:
                     bodies = [paths[i % len(paths)].read_bytes() + uuid.uuid4().bytes for i in range(uploads)]
                     if method == "raw S3 PUT":
-                        rate = asyncio.run(_raw_rate(s3, bodies, clients))
+                        rate = _raw_rate(s3, bodies, clients)
                     else:
-                        rate = asyncio.run(_rate(bodies, clients, uploads_by_method[method]))
+                        rate = _rate(bodies, clients, uploads_by_method[method])
                     rates[method].append(rate)
                     print(f"  round {round_number + 1}, {method}: {rate:.1f} uploads/s", flush=True)
         finally:

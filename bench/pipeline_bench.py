@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import random
 import statistics
@@ -48,7 +47,7 @@ def _start_gateway(
 async def _post_one(session: aiohttp.ClientSession, url: str, key: str, body: bytes) -> None:
     """One upload of one photo; anything but 202 is an error."""
     form = aiohttp.FormData()
-    form.add_field("file", io.BytesIO(body), filename="photo.jpg", content_type="image/jpeg")
+    form.add_field("file", body, filename="photo.jpg", content_type="image/jpeg")
     async with session.post(f"{url}/v1/uploads", data=form, headers={"Authorization": f"Bearer {key}"}) as response:
         await response.read()
         if response.status != 202:
