@@ -73,10 +73,12 @@ class LiveProgress:
         The status is written a moment after each event; the feed's recent stages cover that moment.
         """
         known = {stage.stage: stage for stage in await self._from_status(record)}
+        received_at = datetime.fromisoformat(record.received_at)
         for stage in self.feed.recent(record.upload_id):
-            known.setdefault(stage.stage, stage)
+            if stage.of_upload_received_at(received_at):
+                known.setdefault(stage.stage, stage)
         tombstone = await read_tombstone(self.gateway.services.store, record.upload_id)
-        if tombstone is not None and tombstone.deletes(datetime.fromisoformat(record.received_at)):
+        if tombstone is not None and tombstone.deletes(received_at):
             known.setdefault("deleted", StageEvent(record.upload_id, "deleted", tombstone.deleted_at.isoformat()))
         return sorted(known.values(), key=lambda stage: STAGES.index(stage.stage))
 
@@ -217,6 +219,7 @@ class _Order:
 
     def __init__(self, record: UploadRecord) -> None:
         self.record = record
+        self.received_at = datetime.fromisoformat(record.received_at)
         self.sent: set[str] = set()
 
     @property
@@ -224,8 +227,8 @@ class _Order:
         return bool(self.sent & FINAL_STAGES)
 
     def take(self, stage: StageEvent) -> bool:
-        """Whether ``stage`` is to be sent now (and note that it is)."""
-        if self.done or stage.stage in self.sent:
+        """Whether ``stage`` is to be sent now (and note that it is); never one of an earlier upload of the photo."""
+        if self.done or stage.stage in self.sent or not stage.of_upload_received_at(self.received_at):
             return False
         self.sent.add(stage.stage)
         return True

@@ -23,7 +23,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
@@ -54,10 +54,17 @@ class StageEvent:
     stage: str
     at: str
     details: dict[str, Any] = field(default_factory=dict)
+    # The received_at of the upload the stage is of, when its event says: the same photo sent again after a
+    # delete has the same id, and its followers must not get the deleted one's stages. Not sent to clients.
+    received_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON a client receives."""
         return {"upload_id": self.upload_id, "stage": self.stage, "at": self.at, **self.details}
+
+    def of_upload_received_at(self, received_at: datetime) -> bool:
+        """Whether this stage is of the upload received at ``received_at`` (events keep milliseconds)."""
+        return self.received_at is None or abs(self.received_at - received_at) <= timedelta(milliseconds=1)
 
 
 def _iso(moment: datetime) -> str:
@@ -78,21 +85,22 @@ def stages_of(event: Event) -> list[StageEvent]:
     if isinstance(event, ImageProcessed):
         metadata = {name: jsonable(getattr(event.metadata, name)) for name in SUMMARY_FIELDS}
         duplicate_of = str(event.duplicate_of) if event.duplicate_of else None
+        summary = metadata_summary(metadata, duplicate_of)
         return [
-            StageEvent(upload_id, "processing", _iso(event.processing_started_at)),
-            StageEvent(upload_id, "processed", _iso(event.processed_at), metadata_summary(metadata, duplicate_of)),
+            StageEvent(upload_id, "processing", _iso(event.processing_started_at), received_at=event.received_at),
+            StageEvent(upload_id, "processed", _iso(event.processed_at), summary, received_at=event.received_at),
         ]
     if isinstance(event, ImageReady):
         variants = [
             {"name": v.variant, "format": v.format, "width": v.width, "height": v.height, "bytes": v.bytes}
             for v in event.variants
         ]
-        return [StageEvent(upload_id, "ready", _iso(event.ready_at), {"variants": variants})]
+        return [StageEvent(upload_id, "ready", _iso(event.ready_at), {"variants": variants}, event.received_at)]
     if isinstance(event, ProcessingFailed):
         error = {"code": str(event.reason), "detail": event.detail, "stage": event.stage}
-        return [StageEvent(upload_id, "failed", _iso(event.failed_at), {"error": error})]
+        return [StageEvent(upload_id, "failed", _iso(event.failed_at), {"error": error}, event.received_at)]
     if isinstance(event, UploadDeleted):
-        return [StageEvent(upload_id, "deleted", _iso(event.deleted_at))]
+        return [StageEvent(upload_id, "deleted", _iso(event.deleted_at), received_at=event.received_at)]
     return []
 
 

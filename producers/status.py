@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from photostream.warehouse import Reader, jsonable
@@ -18,6 +18,7 @@ from schemas.events import ImageMetadata
 _METADATA_FIELDS = tuple(ImageMetadata.__dataclass_fields__)
 # The stages an image row dates, and the columns that do.
 _IMAGE_STAGES = {"processing": "processing_started_at", "processed": "processed_at"}
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class StatusSource(Protocol):
     async def progress(self, upload_id: str, photographer_id: str, received_at: datetime | None = None) -> Progress:
         """The upload's progress; ``queued`` when nothing past the gateway is known yet.
 
-        ``received_at`` (when the gateway received it, as its event says) narrows the lookup to that day.
+        ``received_at`` (when the gateway received it, as its event says) narrows the lookup to that day, and
+        to that upload of the photo (the same photo sent again after a delete has the same id).
         """
 
     async def close(self) -> None:
@@ -69,7 +71,12 @@ class ClickHouseStatus:
         """
         parameters = {"photographer": photographer_id, "upload": upload_id}
         if received_at is not None:
-            parameters["day"] = received_at.astimezone(UTC).date().isoformat()
+            moment = received_at.astimezone(UTC)
+            parameters["day"] = moment.date().isoformat()
+            # This upload's rows, not those of an earlier one of the same photo deleted the same day: events keep
+            # received_at to the millisecond, the ledger to the microsecond.
+            parameters["from"] = _clickhouse_time(moment - _MILLISECOND)
+            parameters["to"] = _clickhouse_time(moment + _MILLISECOND)
         queries = self._queries[received_at is not None]
         # The three reads a completed upload needs run at once, on the reader's sessions; they are point
         # lookups, so reading the image of an upload that turns out queued costs little.
@@ -114,7 +121,10 @@ def _lookups(db: str, *, day_known: bool) -> dict[str, str]:
 
     def on(day_column: str) -> str:
         key = "photographer_id = {photographer:String} AND upload_id = {upload:UUID}"
-        return key + (f" AND toDate({day_column}) = {{day:Date}}" if day_known else "")
+        if not day_known:
+            return key
+        received = "received_at BETWEEN {from:DateTime64(3, 'UTC')} AND {to:DateTime64(3, 'UTC')}"
+        return f"{key} AND toDate({day_column}) = {{day:Date}} AND (received_at IS NULL OR {received})"
 
     return {
         "ready": f"SELECT version, variant_count, ready_at FROM {db}.ready WHERE {on('received_at')}",  # noqa: S608
@@ -132,6 +142,10 @@ def _lookups(db: str, *, day_known: bool) -> dict[str, str]:
             f"WHERE {on('ifNull(received_at, failed_at)')} ORDER BY failed_at DESC, version DESC LIMIT 1"
         ),
     }
+
+
+def _clickhouse_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _utc_iso(moment: datetime | str) -> str:

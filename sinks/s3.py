@@ -59,12 +59,21 @@ class ReadyEvents(Protocol):
         """Publish and wait for the broker's acknowledgement."""
 
 
-def ready_event_id(upload_id: uuid.UUID, variants: Iterable[StoredVariant]) -> str:
-    """An id that is the same for every replay of the same rendering, for subscribers to deduplicate on."""
-    digest = hashlib.sha256(str(upload_id).encode())
+def ready_event_id(upload_id: uuid.UUID, received_at: datetime, variants: Iterable[StoredVariant]) -> str:
+    """An id that is the same for every replay of the same rendering, for subscribers to deduplicate on.
+
+    ``received_at`` is in it: the same photo sent again after a delete has the same id and renders the same
+    bytes, but is a new image that subscribers must not take for a repeat of the deleted one.
+    """
+    digest = hashlib.sha256(f"{upload_id}|{received_at.astimezone(UTC).isoformat(timespec='milliseconds')}".encode())
     for variant in sorted(variants, key=lambda v: (v.variant, v.format)):
         digest.update(f"|{variant.variant}.{variant.format}:{variant.sha256}".encode())
     return str(uuid.UUID(bytes=digest.digest()[:16], version=5))
+
+
+Incarnation = tuple[uuid.UUID, datetime]
+"""An image as one upload of it: its id and ``received_at`` (the same photo sent again after a delete has the
+same id and a later ``received_at``, and is another image to store and announce)."""
 
 
 @dataclass
@@ -77,6 +86,10 @@ class _Image:
     first_offset: int
     stored: dict[tuple[str, str], StoredVariant] = field(default_factory=dict)
     progressed: float = field(default_factory=time.monotonic)
+
+    @property
+    def incarnation(self) -> Incarnation:
+        return self.upload_id, self.received_at
 
 
 @dataclass(frozen=True)
@@ -116,9 +129,9 @@ class S3Sink:
         self._cache_control = cache_control
         self._straggler_seconds = straggler_seconds
         self._writes: list[_Write] = []
-        self._images: dict[uuid.UUID, _Image] = {}
+        self._images: dict[Incarnation, _Image] = {}
         self._next: dict[Partition, int] = {}
-        self._recent: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self._recent: OrderedDict[Incarnation, None] = OrderedDict()
         self._deleted: OrderedDict[uuid.UUID, datetime] = OrderedDict()  # when each was deleted
         # Deleted images whose stored variants this batch's flush removes.
         self._removals: dict[uuid.UUID, UploadDeleted] = {}
@@ -147,8 +160,9 @@ class S3Sink:
             return
         key = variant_key(event.photographer_id, event.upload_id, event.received_at, event.variant, event.format)
         self._writes.append(_Write(event, key, partition, message.offset))
-        if event.upload_id not in self._images and event.upload_id not in self._recent:
-            self._images[event.upload_id] = _Image(
+        incarnation = (event.upload_id, event.received_at)
+        if incarnation not in self._images and incarnation not in self._recent:
+            self._images[incarnation] = _Image(
                 upload_id=event.upload_id,
                 photographer_id=event.photographer_id,
                 received_at=event.received_at,
@@ -165,9 +179,9 @@ class S3Sink:
             for write in self._writes
             if write.event.upload_id != upload_id or not deleted.deletes(write.event.received_at)
         ]
-        image = self._images.get(upload_id)
-        if image is not None and deleted.deletes(image.received_at):
-            del self._images[upload_id]
+        for image in [i for i in self._images.values() if i.upload_id == upload_id]:
+            if deleted.deletes(image.received_at):
+                del self._images[image.incarnation]
         self._removals[upload_id] = deleted
         self._remember_deleted(upload_id, deleted.deleted_at)
 
@@ -186,7 +200,7 @@ class S3Sink:
             self._writes = writes + self._writes  # the loop retries the whole flush
             raise
         for write in writes:
-            image = self._images.get(write.event.upload_id)
+            image = self._images.get((write.event.upload_id, write.event.received_at))
             if image is not None:
                 image.stored[(write.event.variant, write.event.format)] = _stored(write)
                 image.progressed = time.monotonic()
@@ -196,7 +210,7 @@ class S3Sink:
         for image, tombstone in zip(complete, tombstones, strict=True):
             if tombstone is not None and tombstone.deletes(image.received_at):
                 # Deleted after its variants were rendered; the delete's own message may come later or never here.
-                del self._images[image.upload_id]
+                del self._images[image.incarnation]
                 self._remember_deleted(image.upload_id, tombstone.deleted_at)
                 await self._remove(image.photographer_id, image.upload_id, image.received_at, tombstone.deleted_at)
             else:
@@ -259,7 +273,7 @@ class S3Sink:
         ready = ImageReady(
             upload_id=image.upload_id,
             photographer_id=image.photographer_id,
-            event_id=ready_event_id(image.upload_id, variants),
+            event_id=ready_event_id(image.upload_id, image.received_at, variants),
             variants=variants,
             received_at=image.received_at,
             ready_at=datetime.now(UTC),
@@ -267,8 +281,8 @@ class S3Sink:
         await self._events.send(
             PHOTO_READY, key=image.photographer_id.encode(), value=self._serde.encode(ready, PHOTO_READY)
         )
-        del self._images[image.upload_id]
-        self._recent[image.upload_id] = None
+        del self._images[image.incarnation]
+        self._recent[image.incarnation] = None
         if len(self._recent) > _RECENT_IMAGES:
             self._recent.popitem(last=False)
 

@@ -14,6 +14,7 @@ import asyncio
 import io
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from photostream.objectstore import ObjectStore
 from schemas.events import ImageProcessed, ImageReady, ProcessingFailed, UploadDeleted
 from schemas.topics import PHOTO_DELETED, PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY
 from tests.gateway_client import auth
+from tests.producers.test_live import read_sse
 from tests.streams.uploads import photo, upload
 from tests.streams.workers import OutputReader
 
@@ -61,9 +63,15 @@ async def test_deletes_at_every_stage_leave_nothing_behind_but_history(
     deleted: dict[str, str] = {}  # stage -> upload id
     deleted_offsets: dict[str, int] = {}  # stage -> how many events of the upload were read before its delete
 
-    def events_of(upload_id: str, kind: type | None = None) -> list:
+    def events_of(upload_id: str, kind: type | None = None, *, received_after: datetime | None = None) -> list:
         every = [event for topic in reader.events for event in reader.of(topic, {photographer})]
-        return [e for e in every if str(e.upload_id) == upload_id and (kind is None or isinstance(e, kind))]
+        return [
+            e
+            for e in every
+            if str(e.upload_id) == upload_id
+            and (kind is None or isinstance(e, kind))
+            and (received_after is None or e.received_at > received_after)
+        ]
 
     async def send(name: str, data: bytes) -> str:
         [entry] = await upload(gateway, key, (name, data))
@@ -99,7 +107,8 @@ async def test_deletes_at_every_stage_leave_nothing_behind_but_history(
 
         # ready: the sinks run; the upload is announced, then deleted.
         sinks.start()
-        ready = await send("ready.jpg", photo(4, size=(900, 600)))
+        ready_photo = photo(4, size=(900, 600))
+        ready = await send("ready.jpg", ready_photo)
         await until(lambda: reader.poll_until(lambda _: events_of(ready, ImageReady), timeout=0.5), "ImageReady")
         await delete("ready", ready)
 
@@ -107,12 +116,26 @@ async def test_deletes_at_every_stage_leave_nothing_behind_but_history(
         again = await send("again.jpg", comeback)
         assert again == deleted["queued"], "the id is the content's"
         kept = await send("kept.jpg", photo(5, size=(900, 600)))
-        survivors = [*fillers, again, kept]
+        # The ready one sent again the same day: the same id and variant keys as the one announced and deleted.
+        ready_again = await send("ready-again.jpg", ready_photo)
+        assert ready_again == ready
+        following = asyncio.create_task(
+            read_sse(await gateway.get(f"/v1/uploads/{ready_again}/events", headers=auth(key)), timeout=240)
+        )
+        survivors = [*fillers, again, kept, ready_again]
+
+        def sent_again(upload_id: str) -> datetime | None:
+            """For a photo sent again after its delete, that delete's time: its new events come after it."""
+            return next((e.deleted_at for e in events_of(upload_id, UploadDeleted)), None)
+
         await until(
             lambda: reader.poll_until(
                 lambda _: (
-                    all(events_of(upload_id, ImageReady) for upload_id in survivors)
-                    and len(reader.of(PHOTO_DELETED, {photographer})) == len(STAGES)
+                    len(reader.of(PHOTO_DELETED, {photographer})) == len(STAGES)
+                    and all(
+                        events_of(upload_id, ImageReady, received_after=sent_again(upload_id))
+                        for upload_id in survivors
+                    )
                 ),
                 timeout=0.5,
             ),
@@ -126,18 +149,21 @@ async def test_deletes_at_every_stage_leave_nothing_behind_but_history(
         assert not events_of(processing, ImageProcessed), "processing finished before the delete: stage not reached"
         assert not events_of(processing, ProcessingFailed)
 
-        # Topics: after each delete, nothing of its upload but the delete itself.
+        # Topics: after each delete, nothing of the upload it deleted but the delete itself (a photo sent again
+        # has events of its own, received after the delete).
         for stage, upload_id in deleted.items():
-            if stage == "queued":
-                continue  # its id lives on as `again`
             [gone_event] = events_of(upload_id, UploadDeleted)
-            assert len(events_of(upload_id)) == deleted_offsets[stage] + 1, (stage, events_of(upload_id))
+            of_deleted = [e for e in events_of(upload_id) if e.received_at == gone_event.received_at]
+            assert len(of_deleted) == deleted_offsets[stage] + 1, (stage, of_deleted)
             assert gone_event.deleted_at >= gone_event.received_at
-        assert len(events_of(deleted["ready"], ImageReady)) == 1, "announced once, before its delete"
+        ready_events = {e.event_id: e for e in events_of(ready, ImageReady)}.values()
+        assert sorted(e.received_at <= sent_again(ready) for e in ready_events) == [False, True], (
+            "announced once before its delete, and once as the photo sent again"
+        )
         assert not events_of(deleted["processed"], ImageReady)
 
         # S3: nothing of the deleted uploads once the S3 sink has read the deletes; the survivors whole.
-        gone = [deleted[stage] for stage in ("processing", "processed", "ready")]
+        gone = [deleted[stage] for stage in ("processing", "processed")]
 
         async def leftovers() -> list[str]:
             keys = await store.list_keys(f"originals/{photographer}/") + await store.list_keys(
@@ -151,7 +177,8 @@ async def test_deletes_at_every_stage_leave_nothing_behind_but_history(
         assert left == [], left
         for upload_id in survivors:
             assert await store.exists(f"originals/{photographer}/{upload_id}")
-            [ready_event] = {e.event_id: e for e in events_of(upload_id, ImageReady)}.values()
+            latest = {e.event_id: e for e in events_of(upload_id, ImageReady, received_after=sent_again(upload_id))}
+            [ready_event] = latest.values()
             for variant in ready_event.variants:
                 assert await store.exists(variant.key), variant.key
 
@@ -159,13 +186,20 @@ async def test_deletes_at_every_stage_leave_nothing_behind_but_history(
         for upload_id in gone:
             response = await gateway.get(f"/v1/uploads/{upload_id}", headers=auth(key))
             assert response.status == 404
-        body: dict = {}
-        deadline = time.monotonic() + 60
-        while body.get("status") != "completed" and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)  # ImageReady was read; ClickHouse takes it in the sinks' next batch
-            body = await (await gateway.get(f"/v1/uploads/{again}", headers=auth(key))).json()
-        assert body["status"] == "completed", body
-        assert body["filename"] == "again.jpg"
+        for upload_id, filename in ((again, "again.jpg"), (ready_again, "ready-again.jpg")):
+            body: dict = {}
+            deadline = time.monotonic() + 60
+            while body.get("status") != "completed" and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)  # ImageReady was read; ClickHouse takes it in the sinks' next batch
+                body = await (await gateway.get(f"/v1/uploads/{upload_id}", headers=auth(key))).json()
+            assert body["status"] == "completed", body
+            assert body["filename"] == filename
+            assert datetime.fromisoformat(body["received_at"]) > sent_again(upload_id)
+
+        # A follower of the photo sent again hears its own stages, none of the deleted upload's.
+        followed = await following
+        assert [name for name, _ in followed] == ["received", "processing", "processed", "ready"], followed
+        assert all(datetime.fromisoformat(data["at"]) > sent_again(ready_again) for _, data in followed)
 
         # ClickHouse: every delete recorded, the history kept, deleted images out of the library's counts.
         await check_clickhouse(sinks, photographer, deleted, again, survivors)
@@ -204,6 +238,7 @@ async def check_clickhouse(sinks, photographer: str, deleted: dict[str, str], ag
         assert ("processed", "deleted", True) in seen, "processed, deleted before it was ready"
         assert ("ready", "completed", True) in seen, "ready, then deleted: the history stays"
         assert ("queued", "completed", False) in seen, "the same photo sent again: a new upload, completed"
+        assert ("ready", "completed", False) in seen, "sent again the same day after it was ready and deleted"
         assert sum(1 for _, status, gone in stages.rows if status == "completed" and not gone) == len(survivors)
         queued = await reader.query(
             f"SELECT count() FROM {DB}.queued_uploads WHERE photographer_id = {{photographer:String}}", params

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -227,4 +228,27 @@ async def test_the_same_photo_uploaded_again_after_its_delete_is_stored_and_anno
     assert len(await variant_keys(bucket, upload_id)) == len(SPEC)
     await s3.add(delete_message(old_delete, 1))  # the old delete replayed: the new image's variants stay
     await s3.flush()
+    assert len(await variant_keys(bucket, upload_id)) == len(SPEC)
+
+
+async def test_a_photo_announced_deleted_and_sent_again_the_same_day_is_announced_again():
+    upload_id = uuid.uuid4()
+    s3, bucket, published = sink()
+    for offset, event in enumerate(variants(upload_id)):
+        await s3.add(received(event, offset))
+    await s3.flush()
+    deleted = deletion(upload_id, deleted_at=RECEIVED + timedelta(seconds=5))
+    await write_tombstone(bucket, deleted)
+    await s3.add(delete_message(deleted, 0))
+    await s3.flush()
+    again = RECEIVED + timedelta(seconds=6)  # the same photo, the same day: the same id and variant keys
+    for offset, event in enumerate(variants(upload_id), start=5):
+        await s3.add(received(dataclasses.replace(event, received_at=again), offset))
+    await s3.flush()
+    assert [(ready.upload_id, ready.received_at) for ready in published.events] == [
+        (upload_id, RECEIVED),
+        (upload_id, again),
+    ]
+    first, second = published.events
+    assert first.event_id != second.event_id, "a new image, not a repeat for subscribers to drop"
     assert len(await variant_keys(bucket, upload_id)) == len(SPEC)
