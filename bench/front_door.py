@@ -17,6 +17,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import resource
 import statistics
 import tempfile
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import urllib3
 
+from bench.cpu_share import CpuShare
 from bench.pipeline_bench import _start_gateway
 from photostream.clients import s3_client
 from photostream.config import KafkaSettings, S3Settings
@@ -34,6 +36,7 @@ from photostream.topics import ensure_topics
 from producers.keys import create_keys
 
 METHODS = ("raw S3 PUT", "multipart POST", "tus", "direct")
+CPU_PARTS = ("client", "gateway", "s3 server")
 GOALS = {"multipart POST": 0.6, "tus": 0.5, "direct": 0.9}
 
 # Every way's client sends from a thread of its own with one blocking HTTP call per request, as boto3
@@ -111,6 +114,7 @@ def measure(paths: list[Path], *, clients: int = 32, uploads: int = 64, runs: in
     photographer = f"bench-door-{uuid.uuid4().hex[:8]}"
     key = asyncio.run(create_keys(s3, [photographer]))[photographer]
     rates: dict[str, list[float]] = {method: [] for method in METHODS}
+    cpu: dict[str, list[dict[str, float]]] = {method: [] for method in METHODS}
     with tempfile.TemporaryDirectory() as directory:
         gateway, url = _start_gateway(kafka, s3, Path(directory), {})
         uploads_by_method: dict[str, Upload] = {
@@ -123,10 +127,14 @@ def measure(paths: list[Path], *, clients: int = 32, uploads: int = 64, runs: in
                 order = METHODS[round_number % len(METHODS) :] + METHODS[: round_number % len(METHODS)]
                 for method in order:
                     bodies = [paths[i % len(paths)].read_bytes() + uuid.uuid4().bytes for i in range(uploads)]
-                    if method == "raw S3 PUT":
-                        rate = _raw_rate(s3, bodies, clients)
-                    else:
-                        rate = _rate(bodies, clients, uploads_by_method[method])
+                    client_before = _own_cpu_seconds()
+                    with CpuShare() as share:
+                        if method == "raw S3 PUT":
+                            rate = _raw_rate(s3, bodies, clients)
+                        else:
+                            rate = _rate(bodies, clients, uploads_by_method[method])
+                    used = {"client": _own_cpu_seconds() - client_before, **share.seconds}
+                    cpu[method].append({part: used[part] * 1000 / uploads for part in CPU_PARTS})
                     rates[method].append(rate)
                     print(f"  round {round_number + 1}, {method}: {rate:.1f} uploads/s", flush=True)
         finally:
@@ -143,7 +151,19 @@ def measure(paths: list[Path], *, clients: int = 32, uploads: int = 64, runs: in
         "ratios": ratios,
         "medians": {method: statistics.median(values) for method, values in rates.items()},
         "median_ratios": {method: statistics.median(values) for method, values in ratios.items()},
+        # Milliseconds of CPU per upload, by part, median over the rounds: what each way costs the machine.
+        "cpu_ms": {
+            method: {part: statistics.median(run[part] for run in runs_) for part in CPU_PARTS}
+            for method, runs_ in cpu.items()
+            if runs_
+        },
     }
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds this process (the clients) used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def report(result: dict) -> list[str]:
@@ -163,6 +183,12 @@ def report(result: dict) -> list[str]:
         lines.append(
             f"| {method} | {rate:.1f} | {ratio:.2f} ({min(spread):.2f}-{max(spread):.2f}) | ≥ {GOALS[method]} | {met} |"
         )
+    if result.get("cpu_ms"):
+        # Rates move with the store's state from run to run; the CPU an upload costs each part moves far less.
+        lines += ["", f"| ms of CPU per upload (median) | {' | '.join(CPU_PARTS)} | total |", "|---|---|---|---|---|"]
+        for method, parts in result["cpu_ms"].items():
+            cells = " | ".join(f"{parts[part]:.0f}" for part in CPU_PARTS)
+            lines.append(f"| {method} | {cells} | {sum(parts.values()):.0f} |")
     return lines
 
 

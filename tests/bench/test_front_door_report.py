@@ -36,3 +36,16 @@ def test_each_way_is_reported_against_its_goal_with_the_spread():
     assert rows["tus"].endswith("| 0.60 (0.50-0.60) | ≥ 0.5 | yes |")
     assert rows["direct"].endswith("| 0.95 (0.90-0.95) | ≥ 0.9 | yes |")
     assert rows["raw S3 PUT"] == "| raw S3 PUT | 10.0 | 1.00 | | |"
+
+
+def test_the_cpu_each_way_costs_is_reported_per_part_when_measured():
+    rates = {method: [10.0, 10.0, 10.0] for method in METHODS}
+    result = _result(rates)
+    result["cpu_ms"] = {
+        "raw S3 PUT": {"client": 59.0, "gateway": 2.0, "s3 server": 409.0},
+        "direct": {"client": 29.0, "gateway": 21.0, "s3 server": 318.0},
+    }
+    lines = report(result)
+    assert "| raw S3 PUT | 59 | 2 | 409 | 470 |" in lines
+    assert "| direct | 29 | 21 | 318 | 368 |" in lines
+    assert not any("CPU" in line for line in report(_result(rates))), "no CPU table when none was measured"
