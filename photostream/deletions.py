@@ -14,6 +14,7 @@ was received up to its ``deleted_at`` (``UploadDeleted.deletes``), and the next 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,7 +33,7 @@ def tombstone_key(upload_id: object) -> str:
 class Tombstone:
     """What a delete recorded of the upload it removed."""
 
-    upload_id: str
+    upload_id: uuid.UUID
     photographer_id: str
     received_at: datetime
     deleted_at: datetime
@@ -60,7 +61,7 @@ async def read_tombstone(store: Store, upload_id: object) -> Tombstone | None:
     except ObjectMissing:
         return None
     return Tombstone(
-        upload_id=record["upload_id"],
+        upload_id=uuid.UUID(record["upload_id"]),
         photographer_id=record["photographer_id"],
         received_at=datetime.fromisoformat(record["received_at"]),
         deleted_at=datetime.fromisoformat(record["deleted_at"]),

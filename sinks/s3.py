@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from photostream import media
-from photostream.deletions import read_tombstone
+from photostream.deletions import Tombstone, read_tombstone
 from photostream.layout import variant_key, variants_prefix
 from photostream.objectstore import ObjectMissing, Store
 from schemas.errors import SerdeError
@@ -132,7 +132,7 @@ class S3Sink:
         self._images: dict[Incarnation, _Image] = {}
         self._next: dict[Partition, int] = {}
         self._recent: OrderedDict[Incarnation, None] = OrderedDict()
-        self._deleted: OrderedDict[uuid.UUID, datetime] = OrderedDict()  # when each was deleted
+        self._deleted: OrderedDict[uuid.UUID, UploadDeleted | Tombstone] = OrderedDict()  # the latest delete of each
         # Deleted images whose stored variants this batch's flush removes.
         self._removals: dict[uuid.UUID, UploadDeleted] = {}
 
@@ -155,8 +155,8 @@ class S3Sink:
         if not isinstance(event, VariantRendered):
             log.error("skipping a %s on %s", type(event).__name__, message.topic)
             return
-        deleted_at = self._deleted.get(event.upload_id)
-        if deleted_at is not None and event.received_at <= deleted_at:
+        deleted = self._deleted.get(event.upload_id)
+        if deleted is not None and deleted.deletes(event.received_at):
             return
         key = variant_key(event.photographer_id, event.upload_id, event.received_at, event.variant, event.format)
         self._writes.append(_Write(event, key, partition, message.offset))
@@ -183,11 +183,11 @@ class S3Sink:
             if deleted.deletes(image.received_at):
                 del self._images[image.incarnation]
         self._removals[upload_id] = deleted
-        self._remember_deleted(upload_id, deleted.deleted_at)
+        self._remember_deleted(deleted)
 
-    def _remember_deleted(self, upload_id: uuid.UUID, deleted_at: datetime) -> None:
-        self._deleted[upload_id] = deleted_at
-        self._deleted.move_to_end(upload_id)
+    def _remember_deleted(self, deleted: UploadDeleted | Tombstone) -> None:
+        self._deleted[deleted.upload_id] = deleted
+        self._deleted.move_to_end(deleted.upload_id)
         if len(self._deleted) > _RECENT_DELETES:
             self._deleted.popitem(last=False)
 
@@ -211,7 +211,7 @@ class S3Sink:
             if tombstone is not None and tombstone.deletes(image.received_at):
                 # Deleted after its variants were rendered; the delete's own message may come later or never here.
                 del self._images[image.incarnation]
-                self._remember_deleted(image.upload_id, tombstone.deleted_at)
+                self._remember_deleted(tombstone)
                 await self._remove(image.photographer_id, image.upload_id, image.received_at, tombstone.deleted_at)
             else:
                 await self._announce(image)

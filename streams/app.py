@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.types import EventT, StreamT
@@ -44,6 +44,8 @@ from streams.handler import Prepared, UploadHandler
 from streams.ordered import OrderedWindow
 
 log = logging.getLogger(__name__)
+
+E = TypeVar("E", UploadReceived, UploadDeleted)
 
 DUPLICATES_TABLE = "duplicates"
 
@@ -102,21 +104,27 @@ def create_app(
     uploads = raw_topic(topics.PHOTO_UPLOADS)
     outputs = {name: raw_topic(name) for name in (topics.PHOTO_VARIANTS, topics.PHOTO_PROCESSED, topics.PHOTO_FAILED)}
 
-    async def prepare(event: EventT) -> Prepared | None:
+    def decoded_as(event: EventT, expected: type[E]) -> E | None:
+        """The event's record if it is an ``expected``; else None, logged (nothing to act on without its ids)."""
         source = _source(event)
         try:
             decoded = serde.decode(event.value, source.topic, source.partition, source.offset)
         except SerdeError as error:
-            # Nothing to emit without an upload id; the log names topic, partition and offset.
-            log.error("skipping an undecodable event: %s", error)
+            log.error("skipping an undecodable event: %s", error)  # names topic, partition and offset
             return None
-        if not isinstance(decoded, UploadReceived):
+        if not isinstance(decoded, expected):
             log.error("skipping a %s on %s at offset %s", type(decoded).__name__, source.topic, source.offset)
+            return None
+        return decoded
+
+    async def prepare(event: EventT) -> Prepared | None:
+        decoded = decoded_as(event, UploadReceived)
+        if decoded is None:
             return None
         # Every line logged while this upload is handled names it (tasks started here inherit the
         # ids; the image library's executor threads do not, see photostream.logs).
         with upload_context(upload_id=decoded.upload_id, photographer_id=decoded.photographer_id):
-            return await handler.prepare(decoded, source)
+            return await handler.prepare(decoded, _source(event))
 
     async def decide(event: EventT, prepared: Prepared | None) -> list[Any]:
         sends: list[Any] = []
@@ -153,14 +161,8 @@ def create_app(
             await forget(event)
 
     async def forget(event: EventT) -> None:
-        source = _source(event)
-        try:
-            decoded = serde.decode(event.value, source.topic, source.partition, source.offset)
-        except SerdeError as error:
-            log.error("skipping an undecodable event: %s", error)
-            return
-        if not isinstance(decoded, UploadDeleted):
-            log.error("skipping a %s on %s at offset %s", type(decoded).__name__, source.topic, source.offset)
+        decoded = decoded_as(event, UploadDeleted)
+        if decoded is None:
             return
         sends: list[Any] = []
         changelog_sends.set(sends)
