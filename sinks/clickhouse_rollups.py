@@ -23,6 +23,12 @@ deletes (``deletions`` is partitioned by the same day), so a day is taken from t
 blocks of both tables are those the rollup read: deleting an old image makes its day live until the next refresh.
 Both blocks come from the rows the refresh read, in one join, so a deletion landing during a refresh can only make
 a day live, never leave it rolled up without that deletion.
+
+A question reads the rollup once (migration 6). A refresh swaps in a new rollup while questions run, and a read
+can find it empty for a moment, so the days taken from the rollup and the days read from rows must come from one
+read of it: from any one state of the rollup, even an empty one, each day lands in exactly one of the two halves.
+The views built by migrations 4 and 5 read it twice; their statements now build the one-read view too (a view
+holds no data, and migration 6 replaces it in every database that ran the older text).
 """
 
 from __future__ import annotations
@@ -69,43 +75,29 @@ class DailyRollup:
         """The keys by name, as the rollup and the view's grouping see them."""
         return ", ".join(_name(key) for key in self.keys)
 
+    @property
+    def stamp(self) -> tuple[str, ...]:
+        """What the rollup records of each day: its partition, and the newest block it read of each table."""
+        return ("partition_id", "block", "deleted_block") if self.deletions else ("partition_id", "block")
+
     def statements(self) -> tuple[str, str]:
         """The DDL (with ``{db}``): the rollup, then the view that reads it.
 
         Every name in it comes from this module's constants, never from input.
         """
-        if self.deletions:
-            return self._rollup_without_deleted(), self._view_without_deleted()
+        return (self._rollup_without_deleted() if self.deletions else self._rollup()), self.view_statement()
+
+    def _rollup(self) -> str:
+        """Each day's groups, with the newest block among the rows read; every group of a day then gets the day's."""
         names = self.key_names
         measures = ", ".join(_name(aggregate) for aggregate in self.per_day)
-        aggregated = f"{', '.join(self.keys)}, {', '.join(self.per_day)} FROM {{db}}.{self.source} FINAL"
-        # Each day's groups, with the newest block among the rows read; every group of a day then gets the day's.
-        rollup = (
+        return (
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.{self.rollup} {REFRESH} "  # noqa: S608
             "ENGINE = MergeTree ORDER BY partition_id AS "
             f"SELECT partition_id, max(block) OVER (PARTITION BY partition_id) AS block, {names}, {measures} FROM ("
-            "SELECT _partition_id AS partition_id, max(toUInt64(splitByChar('_', _part)[3])) AS block, "
-            f"{aggregated} GROUP BY partition_id, {names})"
+            f"SELECT _partition_id AS partition_id, max({_BLOCK}) AS block, {', '.join(self.keys)}, "
+            f"{', '.join(self.per_day)} FROM {{db}}.{self.source} FINAL GROUP BY partition_id, {names})"
         )
-        current = (
-            "SELECT partition_id, toUInt64(max(max_block_number)) AS block FROM system.parts "  # noqa: S608
-            f"WHERE database = '{{db}}' AND table = '{self.source}' AND active GROUP BY partition_id"
-        )
-        rolled_up = (
-            f"SELECT {names}, {measures} FROM {{db}}.{self.rollup} "  # noqa: S608
-            f"WHERE (partition_id, block) IN ({current})"
-        )
-        changed = (
-            f"SELECT partition_id FROM ({current}) "  # noqa: S608
-            f"WHERE (partition_id, block) NOT IN (SELECT partition_id, block FROM {{db}}.{self.rollup})"
-        )
-        live = f"SELECT {aggregated} WHERE _partition_id IN ({changed}) GROUP BY {names}"
-        where = f" WHERE {self.where}" if self.where else ""
-        view = (
-            f"CREATE OR REPLACE VIEW {{db}}.{self.view} AS SELECT {names}, {', '.join(self.combined)} "  # noqa: S608
-            f"FROM ({rolled_up} UNION ALL {live}){where} GROUP BY {names}"
-        )
-        return rollup, view
 
     def _rollup_without_deleted(self) -> str:
         """The rollup when deletions are left out: every image of a day, grouped also by whether it is deleted.
@@ -144,34 +136,51 @@ class DailyRollup:
             f"FROM ({days}) WHERE source_row = 1"
         )
 
-    def _view_without_deleted(self) -> str:
-        """The view when deletions are left out: a day is rolled up while neither table has changed in it."""
-        names = self.key_names
-        measures = ", ".join(_name(aggregate) for aggregate in self.per_day)
-        current = (
-            f"SELECT partition_id, toUInt64(maxIf(max_block_number, table = '{self.source}')) AS block, "  # noqa: S608
-            f"toUInt64(maxIf(max_block_number, table = '{self.deletions}')) AS deleted_block FROM system.parts "
-            f"WHERE database = '{{db}}' AND table IN ('{self.source}', '{self.deletions}') AND active "
-            "GROUP BY partition_id"
+    def view_statement(self) -> str:
+        """The view's DDL (with ``{db}``): the rollup's rows of the days it holds as they are now, rows for the rest.
+
+        The rollup is read once, into a scalar, as are the tables' parts, and both halves of the answer come from
+        those two reads. A refresh replaces the rollup while questions run, and a read can even find it empty for
+        a moment: two reads of it in one question could each see another rollup and leave a day out or count it
+        twice. From one read, a day is either held (its stamp matches the parts) or read from rows, never both.
+        """
+        keys = [_name(key) for key in self.keys]
+        measures = [_name(aggregate) for aggregate in self.per_day]
+        columns = [*self.stamp, *(["deleted"] if self.deletions else []), *keys, *measures]
+        of_row = {column: f"tupleElement(row, {index})" for index, column in enumerate(columns, start=1)}
+        row_stamp = f"({', '.join(of_row[column] for column in self.stamp)})"
+        tables = (self.source, self.deletions) if self.deletions else (self.source,)
+        blocks = ", ".join(f"toUInt64(maxIf(max_block_number, table = '{table}'))" for table in tables)
+        scalars = (
+            # Each day of the tables as it is now: (partition_id, newest block of each table).
+            f"(SELECT groupArray(day) FROM (SELECT (partition_id, {blocks}) AS day FROM system.parts "  # noqa: S608
+            f"WHERE database = '{{db}}' AND table IN ({', '.join(repr(t) for t in tables)}) AND active "
+            "GROUP BY partition_id)) AS days_now",
+            f"(SELECT groupArray(({', '.join(columns)})) FROM {{db}}.{self.rollup}) AS rolled",  # noqa: S608
+            f"arrayIntersect(days_now, arrayMap(row -> {row_stamp}, rolled)) AS held_days",
+            "arrayMap(day -> tupleElement(day, 1), arrayFilter(day -> NOT has(held_days, day), days_now)) AS live_days",
         )
-        rolled_up = (
-            f"SELECT {names}, {measures} FROM {{db}}.{self.rollup} "  # noqa: S608
-            f"WHERE deleted = 0 AND (partition_id, block, deleted_block) IN ({current})"
+        held = " AND ".join([f"has(held_days, {row_stamp})", *([f"{of_row['deleted']} = 0"] if self.deletions else [])])
+        from_rollup = (
+            f"SELECT {', '.join(f'{of_row[c]} AS {c}' for c in [*keys, *measures])} "  # noqa: S608
+            f"FROM (SELECT arrayJoin(rolled) AS row) WHERE {held}"
         )
-        changed = (
-            f"SELECT partition_id FROM ({current}) WHERE (partition_id, block, deleted_block) NOT IN "  # noqa: S608
-            f"(SELECT partition_id, block, deleted_block FROM {{db}}.{self.rollup})"
+        # A set of keys, built once per question: no lookup per row.
+        not_deleted = (
+            f" AND ({_INCARNATION}) NOT IN (SELECT {_INCARNATION} FROM {{db}}.{self.deletions} "  # noqa: S608
+            "WHERE has(live_days, _partition_id))"
+            if self.deletions
+            else ""
         )
-        # A set of keys, built once per query: no lookup per row.
-        deleted = f"SELECT {_INCARNATION} FROM {{db}}.{self.deletions} WHERE _partition_id IN ({changed})"  # noqa: S608
-        live = (
+        from_rows = (
             f"SELECT {', '.join(self.keys)}, {', '.join(self.per_day)} FROM {{db}}.{self.source} FINAL "  # noqa: S608
-            f"WHERE _partition_id IN ({changed}) AND ({_INCARNATION}) NOT IN ({deleted}) GROUP BY {names}"
+            f"WHERE has(live_days, _partition_id){not_deleted} GROUP BY {self.key_names}"
         )
         where = f" WHERE {self.where}" if self.where else ""
         return (
-            f"CREATE OR REPLACE VIEW {{db}}.{self.view} AS SELECT {names}, {', '.join(self.combined)} "  # noqa: S608
-            f"FROM ({rolled_up} UNION ALL {live}){where} GROUP BY {names}"
+            f"CREATE OR REPLACE VIEW {{db}}.{self.view} AS WITH {', '.join(scalars)} "  # noqa: S608
+            f"SELECT {self.key_names}, {', '.join(self.combined)} "
+            f"FROM ({from_rollup} UNION ALL {from_rows}){where} GROUP BY {self.key_names}"
         )
 
 

@@ -655,6 +655,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             *_REBUILT_ROLLUPS,
         ),
     ),
+    Migration(
+        6,
+        "cameras, duplicates_per_photographer, failures_by_reason and capture_hours read their rollup once per "
+        "question (a refresh under a question could leave days out of its answer)",
+        tuple(rollup.view_statement() for rollup in ROLLUPS),
+    ),
 )
 """The schema's history, oldest first. Append new steps; never edit one that has shipped."""
 

@@ -7,11 +7,14 @@ re-processing that changes an answer, a deletion): a changed day must be read fr
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from photostream.clients import clickhouse_client
+from photostream.config import ClickHouseSettings
 from schemas.events import ImageProcessed, UploadReceived
 from sinks.clickhouse_rollups import ROLLUPS
 from sinks.clickhouse_schema import migrate, refresh_rollups
@@ -46,12 +49,12 @@ SCANS = {
 }
 
 
-def _day(days_ago: int) -> list:
-    """The sample run ``days_ago`` days back, with upload ids of that day's own."""
-    run = build_pipeline(datetime.now(UTC) - timedelta(days=days_ago))
+def _day(days_ago: int, run: int = 0) -> list:
+    """The sample run ``days_ago`` days back, with upload ids of that day's own (of that run's, for several)."""
+    sample = build_pipeline(datetime.now(UTC) - timedelta(days=days_ago))
     return [
-        dataclasses.replace(event, upload_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{days_ago}/{event.upload_id}"))
-        for event in run.events
+        dataclasses.replace(event, upload_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{days_ago}/{run}/{event.upload_id}"))
+        for event in sample.events
     ]
 
 
@@ -167,3 +170,42 @@ def test_deletions_in_days_the_rollups_hold_are_seen_at_once_and_kept_by_the_nex
         images = {name: sum(row[3] for row in _answers(client, name)["cameras"]) for name in ("scans", "views")}
         assert images == dict.fromkeys(("scans", "views"), sum(row[3] for row in after["cameras"]) + 1)
         assert _answers(client, "views") == _answers(client, "scans"), "after the same photo was sent again"
+
+
+ROUNDS = 40
+
+
+def test_the_views_answer_whole_while_their_rollups_are_refreshed_under_them(tmp_path):
+    """Analysts ask while the sink writes and the rollups refresh: no answer may miss a day or count one twice.
+
+    A refresh replaces a rollup while questions run, and a read of it can find it empty for a moment. Each round
+    writes a new sample run into one of the days, then asks every view while a second session refreshes all the
+    rollups without pause.
+    """
+    with chdb(tmp_path) as client:
+        migrate(client, DATABASE)
+        refresher = clickhouse_client(ClickHouseSettings(dsn=f"chdb://{tmp_path / 'clickhouse'}"))
+        stop = threading.Event()
+        refreshes = 0
+
+        def refresh_without_pause() -> None:
+            nonlocal refreshes
+            while not stop.is_set():
+                for rollup in ROLLUPS:
+                    refresher.command(f"SYSTEM REFRESH VIEW {DATABASE}.{rollup.rollup}")
+                refreshes += 1
+
+        thread = threading.Thread(target=refresh_without_pause)
+        thread.start()
+        wrong = []
+        try:
+            for round_ in range(ROUNDS):
+                insert_events(client, _day(round_ % DAYS, run=round_))
+                views, scans = _answers(client, "views"), _answers(client, "scans")
+                wrong += [(round_, name) for name in SCANS if views[name] != scans[name]]
+        finally:
+            stop.set()
+            thread.join()
+            refresher.close()
+        assert refreshes >= ROUNDS  # the rollups were replaced again and again while the views were read
+        assert wrong == []
