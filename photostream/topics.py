@@ -22,7 +22,15 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from photostream.config import KafkaSettings
-from schemas.topics import PHOTO_DELETED, PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY, PHOTO_UPLOADS, PHOTO_VARIANTS
+from schemas.topics import (
+    PHOTO_DELETED,
+    PHOTO_FAILED,
+    PHOTO_PROCESSED,
+    PHOTO_PROCESSING,
+    PHOTO_READY,
+    PHOTO_UPLOADS,
+    PHOTO_VARIANTS,
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(PHOTO_FAILED, PARTITIONS, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     # Kept well past photo-uploads' retention: a replay of an upload must still find its delete.
     TopicSpec(PHOTO_DELETED, PARTITIONS, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    # A progress signal for clients following an upload live: of no use a day later.
+    TopicSpec(PHOTO_PROCESSING, PARTITIONS, {"retention.ms": str(24 * 3600 * 1000)}),
 )
 
 

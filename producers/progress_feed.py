@@ -1,16 +1,16 @@
 """What happens to uploads past the gateway, pushed to the clients that follow them.
 
-Each gateway instance reads ``photo-processed``, ``photo-ready``, ``photo-failed`` and
-``photo-deleted`` from their ends (every partition assigned, no consumer group: every instance
+Each gateway instance reads ``photo-processing``, ``photo-processed``, ``photo-ready``, ``photo-failed``
+and ``photo-deleted`` from their ends (every partition assigned, no consumer group: every instance
 sees every event, so a client may follow any upload through any instance) on a thread of its
 own, and hands each event, as the stages it stands for, to the followers of its upload on the
 event loop.
 
 Stages, in order: ``received`` (the gateway accepted it), ``processing`` (a worker started on
 it), ``processed`` (metadata read, variants rendered), then ``ready`` (variants stored) or
-``failed``; ``deleted`` (its photographer deleted it) ends it at any point. ``ImageProcessed``
-carries when processing started and ended, so both stages are sent when it arrives; a worker
-reports no separate start.
+``failed``; ``deleted`` (its photographer deleted it) ends it at any point. ``processing`` comes from
+the worker's ``ProcessingStarted`` as it starts. That signal is best effort, and ``ImageProcessed``
+carries when processing started too, so it stands for both stages; each stage reaches a client once.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 from photostream.config import KafkaSettings
 from photostream.warehouse import jsonable
 from schemas.errors import SerdeError
-from schemas.events import Event, ImageProcessed, ImageReady, ProcessingFailed, UploadDeleted
+from schemas.events import Event, ImageProcessed, ImageReady, ProcessingFailed, ProcessingStarted, UploadDeleted
 from schemas.serde import EventSerde
-from schemas.topics import PHOTO_DELETED, PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY
+from schemas.topics import PHOTO_DELETED, PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_PROCESSING, PHOTO_READY
 
 log = logging.getLogger(__name__)
 
-FEED_TOPICS = (PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED, PHOTO_DELETED)
+FEED_TOPICS = (PHOTO_PROCESSING, PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED, PHOTO_DELETED)
 STAGES = ("received", "processing", "processed", "ready", "failed", "deleted")
 FINAL_STAGES = frozenset({"ready", "failed", "deleted"})
 # What of the metadata a ``processed`` stage carries (the status has all of it).
@@ -82,6 +82,8 @@ def metadata_summary(metadata: dict[str, Any] | None, duplicate_of: str | None =
 def stages_of(event: Event) -> list[StageEvent]:
     """The stages an event on the feed's topics stands for."""
     upload_id = str(event.upload_id)
+    if isinstance(event, ProcessingStarted):
+        return [StageEvent(upload_id, "processing", _iso(event.processing_started_at), received_at=event.received_at)]
     if isinstance(event, ImageProcessed):
         metadata = {name: jsonable(getattr(event.metadata, name)) for name in SUMMARY_FIELDS}
         duplicate_of = str(event.duplicate_of) if event.duplicate_of else None

@@ -224,6 +224,16 @@ class ProcessingFailed(Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessingStarted(Record):
+    """A worker started on an upload; a progress signal that may be missing. Topic ``photo-processing``."""
+
+    upload_id: uuid.UUID
+    photographer_id: str
+    received_at: datetime
+    processing_started_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UploadDeleted(Record):
     """The photographer deleted an upload; nothing more is published for it. Topic ``photo-deleted``."""
 
@@ -244,7 +254,15 @@ class UploadDeleted(Record):
         return received_at <= self.deleted_at
 
 
-Event = UploadReceived | VariantRendered | ImageProcessed | ImageReady | ProcessingFailed | UploadDeleted
+Event = (
+    UploadReceived
+    | VariantRendered
+    | ImageProcessed
+    | ImageReady
+    | ProcessingFailed
+    | UploadDeleted
+    | ProcessingStarted
+)
 """Any top-level event; each has its own topic (see ``schemas.topics``)."""
 
 EVENT_TYPES: tuple[type[Record], ...] = typing.get_args(Event)

@@ -10,6 +10,7 @@ from schemas.events import (
     ImageProcessed,
     ImageReady,
     ProcessingFailed,
+    ProcessingStarted,
     Record,
     UploadDeleted,
     UploadReceived,
@@ -22,6 +23,7 @@ PHOTO_PROCESSED = "photo-processed"
 PHOTO_READY = "photo-ready"
 PHOTO_FAILED = "photo-failed"
 PHOTO_DELETED = "photo-deleted"
+PHOTO_PROCESSING = "photo-processing"
 
 EVENT_BY_TOPIC: Mapping[str, type[Record]] = MappingProxyType(
     {
@@ -31,6 +33,7 @@ EVENT_BY_TOPIC: Mapping[str, type[Record]] = MappingProxyType(
         PHOTO_READY: ImageReady,
         PHOTO_FAILED: ProcessingFailed,
         PHOTO_DELETED: UploadDeleted,
+        PHOTO_PROCESSING: ProcessingStarted,
     }
 )
 """Topic name to the event class on it; every topic carries exactly one event type."""
@@ -38,7 +41,8 @@ EVENT_BY_TOPIC: Mapping[str, type[Record]] = MappingProxyType(
 SUBSCRIBABLE_TOPICS: tuple[str, ...] = (PHOTO_UPLOADS, PHOTO_PROCESSED, PHOTO_READY, PHOTO_FAILED, PHOTO_DELETED)
 """The topics other services may subscribe to: their events are the published contract
 (docs/subscribers.md, docs/asyncapi.yaml). ``photo-variants`` is internal: it carries image
-bytes from the workers to the S3 sink, and its shape may change with the pipeline."""
+bytes from the workers to the S3 sink, and its shape may change with the pipeline. ``photo-processing`` is
+internal too: a best-effort progress signal for the gateways' live feed, which may be missing."""
 
 TOPIC_BY_EVENT: Mapping[type[Record], str] = MappingProxyType({cls: topic for topic, cls in EVENT_BY_TOPIC.items()})
 """Event class to the topic it is produced to."""

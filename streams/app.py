@@ -1,5 +1,9 @@
 """The Faust app: ``UploadHandler`` on ``photo-uploads``, and deletes taken out of the duplicate index.
 
+As a worker starts on an upload it sends ``ProcessingStarted`` on ``photo-processing``, for clients
+following the upload live. It is a signal: sent without waiting for Kafka, outside the delivery
+promise below, and sent again when an upload is replayed.
+
 The agent on ``photo-deleted`` records each delete in the index, so no later photo matches the
 deleted one and the upload is skipped if its event is decided after the delete.
 
@@ -22,6 +26,7 @@ fixes them. One more rule comes from faust: a table write takes its changelog pa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -35,7 +40,7 @@ from photostream.logs import upload_context
 from photostream.topics import PARTITIONS, VARIANT_MAX_MESSAGE_BYTES
 from schemas import topics
 from schemas.errors import SerdeError
-from schemas.events import UploadDeleted, UploadReceived
+from schemas.events import ProcessingStarted, UploadDeleted, UploadReceived
 from schemas.serde import EventSerde
 from schemas.topics import Source
 from streams.duplicates import DuplicateIndex
@@ -103,6 +108,7 @@ def create_app(
 
     uploads = raw_topic(topics.PHOTO_UPLOADS)
     outputs = {name: raw_topic(name) for name in (topics.PHOTO_VARIANTS, topics.PHOTO_PROCESSED, topics.PHOTO_FAILED)}
+    progress = raw_topic(topics.PHOTO_PROCESSING)
 
     def decoded_as(event: EventT, expected: type[E]) -> E | None:
         """The event's record if it is an ``expected``; else None, logged (nothing to act on without its ids)."""
@@ -124,7 +130,18 @@ def create_app(
         # Every line logged while this upload is handled names it (tasks started here inherit the
         # ids; the image library's executor threads do not, see photostream.logs).
         with upload_context(upload_id=decoded.upload_id, photographer_id=decoded.photographer_id):
-            return await handler.prepare(decoded, _source(event))
+            return await handler.prepare(decoded, _source(event), announce=announce)
+
+    async def announce(started: ProcessingStarted) -> None:
+        # A signal for live followers: handed to the producer, never awaited, and never a reason to stop.
+        try:
+            delivery = await progress.send(
+                key=started.photographer_id.encode(), value=serde.encode(started, topics.PHOTO_PROCESSING)
+            )
+        except Exception:
+            log.warning("could not announce that processing started", exc_info=True)
+            return
+        asyncio.ensure_future(delivery).add_done_callback(_log_undelivered)
 
     async def decide(event: EventT, prepared: Prepared | None) -> list[Any]:
         sends: list[Any] = []
@@ -176,6 +193,11 @@ def create_app(
             await send
 
     return app
+
+
+def _log_undelivered(delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled() and delivery.exception() is not None:
+        log.warning("the processing-started signal was not delivered: %r", delivery.exception())
 
 
 def _source(event: EventT) -> Source:

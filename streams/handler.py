@@ -20,7 +20,7 @@ not the input's fault: the error stops the worker, and the upload is replayed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from schemas.events import (
     FailureReason,
     ImageProcessed,
     ProcessingFailed,
+    ProcessingStarted,
     Stage,
     UploadReceived,
     VariantRendered,
@@ -102,10 +103,32 @@ class UploadHandler:
             reraise=True,
         )
 
-    async def prepare(self, upload: UploadReceived, source: Source) -> Prepared:
-        """Fetch the original and derive everything from it; never raises on bad input."""
+    async def prepare(
+        self,
+        upload: UploadReceived,
+        source: Source,
+        *,
+        announce: Callable[[ProcessingStarted], Awaitable[None]] | None = None,
+    ) -> Prepared:
+        """Fetch the original and derive everything from it; never raises on bad input.
+
+        Args:
+            upload: The upload to process.
+            source: Where its event sits in Kafka.
+            announce: Told first that the work starts (the live progress signal), at the moment the upload's
+                ``ImageProcessed`` will carry as its ``processing_started_at``.
+        """
         started_at = self._clock()
         log.info("processing upload %s (%d bytes)", upload.upload_id, upload.bytes)
+        if announce is not None:
+            await announce(
+                ProcessingStarted(
+                    upload_id=upload.upload_id,
+                    photographer_id=upload.photographer_id,
+                    received_at=upload.received_at,
+                    processing_started_at=started_at,
+                )
+            )
         try:
             original: SpooledOriginal = await self._fetch(self._download, upload.original_key)
         except ObjectMissing:

@@ -11,37 +11,24 @@ thread), ``processed`` once its ``ImageProcessed`` is on Kafka while the sinks a
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from collections.abc import Callable
 from datetime import datetime
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from photostream.objectstore import ObjectStore
 from schemas.events import ImageProcessed, ImageReady, ProcessingFailed, UploadDeleted
 from schemas.topics import PHOTO_DELETED, PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_READY
 from tests.gateway_client import auth
 from tests.producers.test_live import read_sse
-from tests.streams.uploads import photo, upload
+from tests.streams.uploads import large_png, photo, upload
 from tests.streams.workers import OutputReader
 
 pytestmark = pytest.mark.integration
 
 DB = "photostream"
 STAGES = ("queued", "processing", "processed", "ready")
-
-
-def large_png(seed: int) -> bytes:
-    """A 48-megapixel PNG (a smooth gradient, so the file stays small while decoding takes a while)."""
-    x = np.linspace(0, 255, 8000, dtype=np.float32)[None, :]
-    y = np.linspace(0, 255, 6000, dtype=np.float32)[:, None]
-    pixels = np.stack(np.broadcast_arrays(x, y, (x + y + seed * 40) % 256), axis=2).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "PNG", compress_level=1)
-    return out.getvalue()
 
 
 async def until(condition: Callable[[], object], what: str, timeout: float = 120) -> None:

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
 from tests.gateway_client import auth, form
 from tests.streams.imaging.photos import make_photo, truncated_jpeg
+from tests.streams.uploads import large_png
 
 pytestmark = pytest.mark.integration
 
 SUCCESS = ["received", "processing", "processed", "ready"]
 
 
-async def read_sse(response, timeout: float = 120) -> list[tuple[str, dict]]:
-    """Every (event, data) of a Server-Sent Events stream, until the server ends it."""
+async def read_sse(response, timeout: float = 120, heard: dict[str, datetime] | None = None) -> list[tuple[str, dict]]:
+    """Every (event, data) of a Server-Sent Events stream, until the server ends it.
+
+    Args:
+        response: The stream's response.
+        timeout: Seconds for the whole stream.
+        heard: Filled with the moment each event arrived, by its name.
+    """
     events, name, data = [], None, []
     async with asyncio.timeout(timeout):
         async for raw in response.content:
@@ -28,6 +35,8 @@ async def read_sse(response, timeout: float = 120) -> list[tuple[str, dict]]:
                 data.append(line[5:].strip())
             elif not line and data:
                 events.append((name, json.loads("\n".join(data))))
+                if heard is not None:
+                    heard.setdefault(name, datetime.now(UTC))
                 name, data = None, []
     return events
 
@@ -82,11 +91,26 @@ async def test_server_sent_events_follow_an_upload_then_replay_for_a_late_client
 
 
 @pytest.mark.timeout(300)
+async def test_processing_is_pushed_as_the_worker_starts_not_once_it_is_done(pipeline):
+    gateway, key = pipeline
+    # 48 megapixels to decode: the work takes seconds, and a follower hears of it while it runs.
+    upload_id = await upload(gateway, key, "large.png", large_png(seed=7))
+    heard: dict[str, datetime] = {}
+    events = await read_sse(await gateway.get(f"/v1/uploads/{upload_id}/events", headers=auth(key)), heard=heard)
+    assert [name for name, _ in events] == SUCCESS, events
+    started, processed = (datetime.fromisoformat(dict(events)[stage]["at"]) for stage in ("processing", "processed"))
+    # Heard before the worker finished: not derived from ImageProcessed, which exists only after processed_at.
+    assert started <= heard["processing"] < processed, (started, heard["processing"], processed)
+
+
+@pytest.mark.timeout(300)
 async def test_a_failed_upload_ends_its_stream_with_the_reason(pipeline):
     gateway, key = pipeline
     upload_id = await upload(gateway, key, "cut.jpg", truncated_jpeg())
     events = await read_sse(await gateway.get(f"/v1/uploads/{upload_id}/events", headers=auth(key)))
-    assert [name for name, _ in events] == ["received", "failed"], events
+    # The worker's processing-started signal is best effort, and on another topic than the failure it
+    # precedes: a follower may not hear of the start of work that failed at once.
+    assert [name for name, _ in events] in (["received", "processing", "failed"], ["received", "failed"]), events
     assert dict(events)["failed"]["error"]["code"] == "corrupt"
 
 

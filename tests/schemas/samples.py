@@ -12,6 +12,7 @@ from schemas.events import (
     ImageProcessed,
     ImageReady,
     ProcessingFailed,
+    ProcessingStarted,
     Stage,
     StoredVariant,
     UploadDeleted,
@@ -156,6 +157,12 @@ def make_events(*, full: bool) -> list[Event]:
             deleted_at=_at(86_400_000) if full else _at(0),
             gateway_id="gw-2" if full else "",
         ),
+        ProcessingStarted(
+            upload_id=UPLOAD_ID,
+            photographer_id="ph-007",
+            received_at=_at(0),
+            processing_started_at=_at(300) if full else _at(0),
+        ),
     ]
 
 
@@ -170,6 +177,7 @@ def event_id(event: Event) -> str:
     filled |= isinstance(event, ImageReady) and bool(event.variants)
     filled |= isinstance(event, VariantRendered) and bool(event.data)
     filled |= isinstance(event, UploadDeleted) and bool(event.original_key)
+    filled |= isinstance(event, ProcessingStarted) and event.processing_started_at != event.received_at
     return f"{type(event).__name__}-{'full' if filled else 'minimal'}"
 
 

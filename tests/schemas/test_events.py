@@ -85,14 +85,16 @@ def test_each_event_has_its_own_schema_file_and_topic() -> None:
         "photo-ready",
         "photo-failed",
         "photo-deleted",
+        "photo-processing",
     }
 
 
-def test_the_subscribable_topics_are_every_topic_but_the_internal_variants() -> None:
+def test_the_subscribable_topics_are_every_topic_but_the_internal_ones() -> None:
     # The published contract (docs/subscribers.md, docs/asyncapi.yaml, GET /v1/schemas, the
     # both-ways compatibility of schemas/history.py) is derived from this tuple.
     assert SUBSCRIBABLE_TOPICS == ("photo-uploads", "photo-processed", "photo-ready", "photo-failed", "photo-deleted")
-    assert set(SUBSCRIBABLE_TOPICS) == set(EVENT_BY_TOPIC) - {"photo-variants"}
+    # Internal: variant bytes on their way to the S3 sink, and the best-effort processing-started signal.
+    assert set(SUBSCRIBABLE_TOPICS) == set(EVENT_BY_TOPIC) - {"photo-variants", "photo-processing"}
     assert EVENT_BY_TOPIC["photo-deleted"] is UploadDeleted
 
 

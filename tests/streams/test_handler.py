@@ -20,6 +20,7 @@ from schemas.events import (
     FailureReason,
     ImageProcessed,
     ProcessingFailed,
+    ProcessingStarted,
     UploadDeleted,
     UploadReceived,
     VariantRendered,
@@ -140,6 +141,24 @@ async def test_a_photo_becomes_its_variants_then_its_summary(executor):
     assert summary.received_at == NOW
     assert summary.sha256 == upload.sha256
     assert len(summary.phash) == 16
+
+
+async def test_the_start_is_announced_before_the_original_is_read_with_the_summary_s_start_time(executor):
+    data = photo(6, size=(800, 600))
+    upload = upload_of(data)
+    originals = await store_of({upload.original_key: data})
+    handler = handler_for(originals, executor)
+    announced: list[tuple[ProcessingStarted, int]] = []
+
+    async def announce(started: ProcessingStarted) -> None:
+        announced.append((started, originals.reads))
+
+    prepared = await handler.prepare(upload, SOURCE, announce=announce)
+    *_, summary = handler.decide(prepared, SOURCE, DuplicateIndex({}, max_distance=WORKER.duplicate_distance))
+    [(started, reads_before)] = announced
+    assert reads_before == 0  # told before the fetch, so a follower hears it while the work runs
+    assert (started.upload_id, started.photographer_id, started.received_at) == (upload.upload_id, "alice", NOW)
+    assert started.processing_started_at == summary.processing_started_at == NOW
 
 
 async def test_the_second_of_two_copies_points_at_the_first(executor):
