@@ -70,6 +70,11 @@ class CpuShare:
     ) -> None:
         self._stop.set()
         self._thread.join()
+        # A last sample: without it, what was used since the thread's last one (up to an interval) is lost,
+        # all of it in a window shorter than the interval.
+        for pid, (role, cpu) in _cpu_by_process().items():
+            if pid in self._first:
+                self._last[pid] = (role, cpu)
         totals = dict.fromkeys(ROLES, 0.0)
         for pid, (role, cpu) in self._last.items():
             totals[role] += cpu - self._first[pid][1]
