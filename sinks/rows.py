@@ -160,7 +160,8 @@ def rows_for(event: Event) -> dict[str, list[list[Any]]]:
 
     Raises:
         TypeError: Any other event type. ``VariantRendered`` carries bytes for S3; what ClickHouse keeps of
-            a variant arrives with ``ImageReady``.
+            a variant arrives with ``ImageReady``. ``ProcessingStarted`` is a signal for live followers;
+            ``ImageProcessed`` carries the same moment.
     """
     mapper = _MAPPERS.get(type(event))
     if mapper is None:
