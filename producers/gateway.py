@@ -19,7 +19,6 @@ Kafka. Errors are RFC 9457 problems.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -519,31 +518,40 @@ class Gateway:
         ]
         records = [UploadRecord.of(event) for event in events]
         try:
-            outcomes = await asyncio.gather(
-                *(self.services.events.publish(event) for event in events), return_exceptions=True
-            )
+            # True: published; False: a concurrent request of this gateway published the same photo.
+            outcomes = await asyncio.gather(*(self._publish_once(event) for event in events), return_exceptions=True)
         except BaseException:  # cancelled: no event is known to be acknowledged
             await self._abandon(batch)
             raise
-        published = [record for record, outcome in zip(records, outcomes, strict=True) if outcome is None]
+        published = [record for record, outcome in zip(records, outcomes, strict=True) if outcome is True]
+        twins = {item.upload_id for item, outcome in zip(batch.accepted, outcomes, strict=True) if outcome is False}
         try:
             # Event first, then the record: a record always means an acknowledged event, so a
             # retry after a failed publish publishes again instead of trusting a lost event.
             await asyncio.gather(*(self.services.ledger.save(record) for record in published))
         finally:
-            for record in published:
-                self.originals.release(record.upload_id)
-                if self.originals.holders(record.upload_id) == 0:
-                    await self._unmark(batch.photographer_id, record.upload_id)
+            for upload_id in [*(record.upload_id for record in published), *twins]:
+                self.originals.release(upload_id)
+                if self.originals.holders(upload_id) == 0:
+                    await self._unmark(batch.photographer_id, upload_id)
             for item, outcome in zip(batch.accepted, outcomes, strict=True):
-                if outcome is not None:
+                if isinstance(outcome, BaseException):
                     await self._settle_failed(batch.photographer_id, item)
         for record in published:
             with upload_context(upload_id=record.upload_id):
                 log.info("accepted %s (%d bytes, %s)", record.filename, record.bytes, record.content_type)
+        for result in batch.results:
+            if result.get("upload_id") in twins and not result.get("existing"):
+                result["existing"] = True
+                with upload_context(upload_id=result["upload_id"]):
+                    log.info("%s arrived twice at once: published once", result["filename"])
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+
+    async def _publish_once(self, event: UploadReceived) -> bool:
+        """Publish ``event`` unless a concurrent request of this gateway published the same upload."""
+        return await self.originals.publish_once(str(event.upload_id), lambda: self.services.events.publish(event))
 
     def _batch_response(self, batch: _Batch) -> web.Response:
         body: dict[str, Any] = {"uploads": batch.results}
@@ -716,8 +724,12 @@ def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMe
         )
         yield
         sweeping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await sweeping
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # a sweep cut short by the shutdown (its store closed under it) must not fail it
+            log.warning("the staging sweep ended with an error at shutdown", exc_info=True)
 
     app.cleanup_ctx.append(sweep_staging)
     app.on_cleanup.append(close_services)

@@ -7,6 +7,7 @@ process still holds it (that one may be about to publish it); the caller also ch
 that the upload was never acknowledged before. Storing and deleting one upload id take
 the same lock, so a delete cannot land between another request's checks and its write.
 
+The same count makes two requests with the same photo at once publish it once (``publish_once``).
 Requests on other gateway instances are not counted here: see docs/decisions.md.
 """
 
@@ -22,7 +23,9 @@ from dataclasses import dataclass, field
 class _Entry:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     holders: int = 0  # requests that stored the original and have not released or discarded it
-    users: int = 0  # tasks holding or waiting for the lock
+    users: int = 0  # tasks holding or waiting for either lock
+    publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    published: bool = False  # a request of this process had the upload's event acknowledged while it was held
 
 
 class HeldOriginals:
@@ -38,11 +41,11 @@ class HeldOriginals:
         return entry.holders if entry else 0
 
     @asynccontextmanager
-    async def _locked(self, upload_id: str) -> AsyncIterator[_Entry]:
+    async def _locked(self, upload_id: str, *, publishing: bool = False) -> AsyncIterator[_Entry]:
         entry = self._entries.setdefault(upload_id, _Entry())
         entry.users += 1
         try:
-            async with entry.lock:
+            async with entry.publish_lock if publishing else entry.lock:
                 yield entry
         finally:
             entry.users -= 1
@@ -60,6 +63,24 @@ class HeldOriginals:
         async with self._locked(upload_id) as entry:
             entry.holders += 1
             await write()
+
+    async def publish_once(self, upload_id: str, publish: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``publish`` unless another request of this process, holding the same original, already did.
+
+        Two requests with the same photo at once (a client's retry of a request still in flight, the same
+        file twice in a folder) both find no record when they admit it. Their publishes take turns, so the
+        later one learns that the event went out and answers ``existing`` instead of publishing a second
+        upload with its own ``received_at``. The caller must hold the original (``store``) meanwhile.
+
+        Returns:
+            Whether ``publish`` ran and returned (it may raise; then a twin waiting here publishes itself).
+        """
+        async with self._locked(upload_id, publishing=True) as entry:
+            if entry.published:
+                return False
+            await publish()
+            entry.published = True
+            return True
 
     def release(self, upload_id: str) -> None:
         """End a hold whose upload was acknowledged: the original stays."""

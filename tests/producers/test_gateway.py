@@ -559,17 +559,16 @@ async def test_an_original_that_could_not_be_deleted_is_reused_by_the_retry(
 
 
 class GatedEvents:
-    """The real publisher, except that ``fail.jpg`` is never acknowledged and ``ok.jpg`` waits at a gate."""
+    """The real publisher, except that ``fail.jpg`` waits at a gate, then is never acknowledged."""
 
     def __init__(self, inner) -> None:
         self.inner, self.waiting, self.gate = inner, asyncio.Event(), asyncio.Event()
 
     async def publish(self, event) -> None:
         if event.filename == "fail.jpg":
-            raise PublishError("photo-uploads: not acknowledged (test)")
-        if event.filename == "ok.jpg":
             self.waiting.set()
             await self.gate.wait()
+            raise PublishError("photo-uploads: not acknowledged (test)")
         await self.inner.publish(event)
 
     def reachable(self, timeout: float = 3.0) -> bool:
@@ -579,22 +578,83 @@ class GatedEvents:
         self.inner.close()
 
 
+class CountingStore(ObjectStore):
+    """S3 that tells when ``key`` has been written ``times`` times."""
+
+    def __init__(self, settings, key: str, times: int) -> None:
+        super().__init__(settings)
+        self.key, self.times, self.written = key, times, asyncio.Event()
+
+    async def put(self, key: str, body: bytes | bytearray, **options) -> str:
+        etag = await super().put(key, body, **options)
+        if key == self.key:
+            self.times -= 1
+            if self.times <= 0:
+                self.written.set()
+        return etag
+
+
 async def test_a_failed_request_never_deletes_the_original_a_concurrent_one_publishes(
     aiohttp_client, settings, local_stack, topics, unique_name
 ):
-    real = gateway_services(local_stack.kafka, local_stack.s3, settings)
-    events = GatedEvents(real.events)
-    client = await aiohttp_client(create_app(settings, dataclasses.replace(real, events=events)))
     photographer = unique_name("ph")
-    key = await real.keys.create(photographer)
     photo = jpeg(color=(6, 6, 1))  # the same bytes under two names: one upload id, one key
     kept = original_key(photographer, upload_id_for(photographer, hashlib.sha256(photo).hexdigest()))
+    real = gateway_services(local_stack.kafka, local_stack.s3, settings)
+    events, store = GatedEvents(real.events), CountingStore(local_stack.s3, kept, times=2)
+    client = await aiohttp_client(create_app(settings, dataclasses.replace(real, events=events, store=store)))
+    key = await real.keys.create(photographer)
 
-    first = asyncio.create_task(client.post("/v1/uploads", data=form(("ok.jpg", photo)), headers=auth(key)))
+    failing = asyncio.create_task(client.post("/v1/uploads", data=form(("fail.jpg", photo)), headers=auth(key)))
     await asyncio.wait_for(events.waiting.wait(), 30)  # stored, its event on the way
-    await problem(await client.post("/v1/uploads", data=form(("fail.jpg", photo)), headers=auth(key)), 503)
-    assert await real.store.exists(kept), "the failed request left the original the other one holds"
+    ok = asyncio.create_task(client.post("/v1/uploads", data=form(("ok.jpg", photo)), headers=auth(key)))
+    await asyncio.wait_for(store.written.wait(), 30)  # the second request holds the original too
     events.gate.set()
-    assert (await first).status == 202
+    await problem(await failing, 503)
+    assert (await ok).status == 202, "the second request publishes once the first failed"
     assert await originals_of(real.store, photographer) == ([kept], [], [])
     assert await real.store.get(kept) == photo
+
+
+class HeldEvents:
+    """The real publisher, whose first send waits until ``release`` is set."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.release, self.sent = inner, asyncio.Event(), 0
+
+    async def publish(self, event) -> None:
+        self.sent += 1
+        if self.sent == 1:
+            await self.release.wait()
+        await self.inner.publish(event)
+
+    def reachable(self, timeout: float = 3.0) -> bool:
+        return self.inner.reachable(timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def test_the_same_photo_in_two_requests_at_once_is_published_once(
+    aiohttp_client, settings, local_stack, topics, unique_name
+):
+    # A client's retry of a request still in flight, or the same file twice in a folder sent in parallel:
+    # both requests find no record when they admit the photo, and both store it.
+    photographer = unique_name("ph")
+    photo = jpeg(color=(7, 3, 3))
+    kept = original_key(photographer, upload_id_for(photographer, hashlib.sha256(photo).hexdigest()))
+    real = gateway_services(local_stack.kafka, local_stack.s3, settings)
+    events, store = HeldEvents(real.events), CountingStore(local_stack.s3, kept, times=2)
+    client = await aiohttp_client(create_app(settings, dataclasses.replace(real, events=events, store=store)))
+    key = await real.keys.create(photographer)
+
+    first = asyncio.create_task(client.post("/v1/uploads", data=form(("a.jpg", photo)), headers=auth(key)))
+    second = asyncio.create_task(client.post("/v1/uploads", data=form(("copy-of-a.jpg", photo)), headers=auth(key)))
+    await asyncio.wait_for(store.written.wait(), 30)  # both admitted and stored before any event went out
+    events.release.set()
+    answers = [(await (await request).json())["uploads"][0] for request in (first, second)]
+    assert len({answer["upload_id"] for answer in answers}) == 1
+    assert sorted(bool(answer.get("existing")) for answer in answers) == [False, True]
+    [event] = consume_uploads(local_stack.kafka.bootstrap_servers, photographer, expected=1)
+    assert str(event.upload_id) == answers[0]["upload_id"]
+    assert await originals_of(real.store, photographer) == ([kept], [], [])
