@@ -78,6 +78,22 @@ class MemoryUploadEvents:
         self.closed = True
 
 
+class WrappedEvents:
+    """A publisher that passes everything to ``inner``; tests override ``publish`` to gate or refuse sends."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def publish(self, event) -> None:
+        await self.inner.publish(event)
+
+    def reachable(self, timeout: float = 3.0) -> bool:
+        return self.inner.reachable(timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def memory_services(
     settings: GatewaySettings,
     *,

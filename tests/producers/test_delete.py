@@ -17,7 +17,7 @@ from producers.gateway import create_app
 from producers.ledger import original_key
 from schemas.events import UploadDeleted
 from schemas.topics import PHOTO_DELETED
-from tests.gateway_client import auth, form
+from tests.gateway_client import WrappedEvents, auth, form
 from tests.producers.test_gateway import noisy_jpeg, problem
 from tests.streams.workers import OutputReader
 
@@ -98,23 +98,14 @@ async def test_the_same_photo_uploaded_after_its_delete_is_a_new_upload(client, 
     assert not tombstone.deletes(datetime.fromisoformat(after.received_at)), "the new upload is not deleted"
 
 
-class RefusingDeletes:
+class RefusingDeletes(WrappedEvents):
     """The real publisher, except that no ``UploadDeleted`` is acknowledged."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
 
     async def publish(self, event) -> None:
         if isinstance(event, UploadDeleted):
             await asyncio.sleep(0)
             raise PublishError("photo-deleted: not acknowledged (test)")
         await self.inner.publish(event)
-
-    def reachable(self, timeout: float = 3.0) -> bool:
-        return self.inner.reachable(timeout)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 async def test_a_delete_kafka_did_not_take_keeps_the_upload_for_the_retry(

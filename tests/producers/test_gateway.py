@@ -29,7 +29,7 @@ from schemas.events import ImageReady
 from schemas.serde import EventSerde
 from schemas.topics import EVENT_BY_TOPIC, PHOTO_READY, SUBSCRIBABLE_TOPICS
 from schemas.topics import PHOTO_UPLOADS as UPLOADS
-from tests.gateway_client import auth, form, gateway_services
+from tests.gateway_client import WrappedEvents, auth, form, gateway_services
 from tests.schemas.samples import make_events
 
 pytestmark = pytest.mark.integration
@@ -558,11 +558,12 @@ async def test_an_original_that_could_not_be_deleted_is_reused_by_the_retry(
     assert await originals_of(store, photographer) == ([left], [], []), "the retry wrote the same key, acknowledged"
 
 
-class GatedEvents:
+class GatedEvents(WrappedEvents):
     """The real publisher, except that ``fail.jpg`` waits at a gate, then is never acknowledged."""
 
     def __init__(self, inner) -> None:
-        self.inner, self.waiting, self.gate = inner, asyncio.Event(), asyncio.Event()
+        super().__init__(inner)
+        self.waiting, self.gate = asyncio.Event(), asyncio.Event()
 
     async def publish(self, event) -> None:
         if event.filename == "fail.jpg":
@@ -570,12 +571,6 @@ class GatedEvents:
             await self.gate.wait()
             raise PublishError("photo-uploads: not acknowledged (test)")
         await self.inner.publish(event)
-
-    def reachable(self, timeout: float = 3.0) -> bool:
-        return self.inner.reachable(timeout)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class CountingStore(ObjectStore):
@@ -594,16 +589,29 @@ class CountingStore(ObjectStore):
         return etag
 
 
+async def twin_gateway(aiohttp_client, settings, local_stack, photographer: str, photo: bytes, wrap):
+    """A gateway on the real stack for two requests carrying ``photo``: its publisher is ``wrap(the real one)``,
+    its store tells when the photo's original was written twice (both requests hold it).
+
+    Returns:
+        The test client, the real services, the wrapped publisher, the store, and the photographer's key.
+    """
+    kept = original_key(photographer, upload_id_for(photographer, hashlib.sha256(photo).hexdigest()))
+    real = gateway_services(local_stack.kafka, local_stack.s3, settings)
+    events, store = wrap(real.events), CountingStore(local_stack.s3, kept, times=2)
+    client = await aiohttp_client(create_app(settings, dataclasses.replace(real, events=events, store=store)))
+    return client, real, events, store, await real.keys.create(photographer)
+
+
 async def test_a_failed_request_never_deletes_the_original_a_concurrent_one_publishes(
     aiohttp_client, settings, local_stack, topics, unique_name
 ):
     photographer = unique_name("ph")
     photo = jpeg(color=(6, 6, 1))  # the same bytes under two names: one upload id, one key
-    kept = original_key(photographer, upload_id_for(photographer, hashlib.sha256(photo).hexdigest()))
-    real = gateway_services(local_stack.kafka, local_stack.s3, settings)
-    events, store = GatedEvents(real.events), CountingStore(local_stack.s3, kept, times=2)
-    client = await aiohttp_client(create_app(settings, dataclasses.replace(real, events=events, store=store)))
-    key = await real.keys.create(photographer)
+    client, real, events, store, key = await twin_gateway(
+        aiohttp_client, settings, local_stack, photographer, photo, GatedEvents
+    )
+    kept = store.key
 
     failing = asyncio.create_task(client.post("/v1/uploads", data=form(("fail.jpg", photo)), headers=auth(key)))
     await asyncio.wait_for(events.waiting.wait(), 30)  # stored, its event on the way
@@ -616,23 +624,18 @@ async def test_a_failed_request_never_deletes_the_original_a_concurrent_one_publ
     assert await real.store.get(kept) == photo
 
 
-class HeldEvents:
+class HeldEvents(WrappedEvents):
     """The real publisher, whose first send waits until ``release`` is set."""
 
     def __init__(self, inner) -> None:
-        self.inner, self.release, self.sent = inner, asyncio.Event(), 0
+        super().__init__(inner)
+        self.release, self.sent = asyncio.Event(), 0
 
     async def publish(self, event) -> None:
         self.sent += 1
         if self.sent == 1:
             await self.release.wait()
         await self.inner.publish(event)
-
-    def reachable(self, timeout: float = 3.0) -> bool:
-        return self.inner.reachable(timeout)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 async def test_the_same_photo_in_two_requests_at_once_is_published_once(
@@ -642,11 +645,10 @@ async def test_the_same_photo_in_two_requests_at_once_is_published_once(
     # both requests find no record when they admit the photo, and both store it.
     photographer = unique_name("ph")
     photo = jpeg(color=(7, 3, 3))
-    kept = original_key(photographer, upload_id_for(photographer, hashlib.sha256(photo).hexdigest()))
-    real = gateway_services(local_stack.kafka, local_stack.s3, settings)
-    events, store = HeldEvents(real.events), CountingStore(local_stack.s3, kept, times=2)
-    client = await aiohttp_client(create_app(settings, dataclasses.replace(real, events=events, store=store)))
-    key = await real.keys.create(photographer)
+    client, real, events, store, key = await twin_gateway(
+        aiohttp_client, settings, local_stack, photographer, photo, HeldEvents
+    )
+    kept = store.key
 
     first = asyncio.create_task(client.post("/v1/uploads", data=form(("a.jpg", photo)), headers=auth(key)))
     second = asyncio.create_task(client.post("/v1/uploads", data=form(("copy-of-a.jpg", photo)), headers=auth(key)))
