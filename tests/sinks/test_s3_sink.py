@@ -63,6 +63,12 @@ def received(event: VariantRendered, offset: int, partition: int = 3) -> Receive
     return Received.of(message)
 
 
+async def add_all(s3, events: list[VariantRendered], start: int = 0, partition: int = 3) -> None:
+    """Hand ``events`` to the sink as consecutive messages of ``photo-variants``, from offset ``start``."""
+    for offset, event in enumerate(events, start=start):
+        await s3.add(received(event, offset, partition=partition))
+
+
 def sink(**options) -> tuple[S3Sink, MemoryObjectStore, Published]:
     bucket, published = MemoryObjectStore(), Published()
     return S3Sink(bucket, published, SERDE, **{"cache_control": CACHE_CONTROL, **options}), bucket, published
@@ -73,8 +79,7 @@ async def test_keys_follow_the_documented_layout_with_caching_and_checksums():
     key = variant_key("alice", upload_id, RECEIVED, "thumb", "jpeg")
     assert key == f"derivatives/alice/2026/03/04/{upload_id}/thumb.jpg"
     s3, bucket, _ = sink()
-    for offset, event in enumerate(variants(upload_id)):
-        await s3.add(received(event, offset))
+    await add_all(s3, variants(upload_id))
     await s3.flush()
     stored = bucket.stored(key)
     assert stored.cache_control == "public, max-age=31536000, immutable"
@@ -86,12 +91,10 @@ async def test_an_image_split_across_batches_is_not_committed_past_its_first_var
     upload_id = uuid.uuid4()
     s3, _, published = sink()
     events = variants(upload_id)
-    for offset, event in enumerate(events[:3], start=100):
-        await s3.add(received(event, offset))
+    await add_all(s3, events[:3], start=100)
     assert await s3.flush() == {(PHOTO_VARIANTS, 3): 100}
     assert published.events == []
-    for offset, event in enumerate(events[3:], start=103):
-        await s3.add(received(event, offset))
+    await add_all(s3, events[3:], start=103)
     assert await s3.flush() == {(PHOTO_VARIANTS, 3): 105}
     (ready,) = published.events
     assert ready.upload_id == upload_id
@@ -103,8 +106,7 @@ async def test_the_same_rendering_announced_twice_has_the_same_event_id():
     ids = []
     for _ in range(2):
         s3, _, published = sink()
-        for offset, event in enumerate(variants(upload_id)):
-            await s3.add(received(event, offset))
+        await add_all(s3, variants(upload_id))
         await s3.flush()
         ids.append(published.events[0].event_id)
     assert ids[0] == ids[1]
@@ -114,11 +116,9 @@ async def test_late_replayed_variants_of_a_finished_image_do_not_hold_commits_ba
     upload_id = uuid.uuid4()
     s3, _, published = sink()
     events = variants(upload_id)
-    for offset, event in enumerate(events):
-        await s3.add(received(event, offset))
+    await add_all(s3, events)
     await s3.flush()
-    for offset, event in enumerate(events[:2], start=5):
-        await s3.add(received(event, offset))
+    await add_all(s3, events[:2], start=5)
     assert await s3.flush() == {(PHOTO_VARIANTS, 3): 7}
     assert len(published.events) == 1
 
@@ -127,14 +127,12 @@ async def test_after_a_restart_an_image_whose_variants_are_already_stored_is_com
     upload_id = uuid.uuid4()
     events = variants(upload_id)
     first, bucket, _ = sink()
-    for offset, event in enumerate(events):
-        await first.add(received(event, offset))
+    await add_all(first, events)
     await first.flush()
     # A new process only sees the last two variants (the rest were committed before it).
     published = Published()
     second = S3Sink(bucket, published, SERDE, cache_control=CACHE_CONTROL, straggler_seconds=0)
-    for offset, event in enumerate(events[3:], start=3):
-        await second.add(received(event, offset))
+    await add_all(second, events[3:], start=3)
     assert await second.flush() == {(PHOTO_VARIANTS, 3): 5}
     (ready,) = published.events
     assert sorted((v.variant, v.format) for v in ready.variants) == sorted(SPEC)
@@ -142,8 +140,7 @@ async def test_after_a_restart_an_image_whose_variants_are_already_stored_is_com
 
 async def test_revoked_partitions_are_forgotten():
     s3, _, _ = sink()
-    for offset, event in enumerate(variants(uuid.uuid4())[:2]):
-        await s3.add(received(event, offset, partition=7))
+    await add_all(s3, variants(uuid.uuid4())[:2], partition=7)
     s3.drop([(PHOTO_VARIANTS, 7)])
     assert s3.pending() == 0
     assert await s3.flush() == {}
@@ -175,11 +172,9 @@ async def test_a_delete_in_the_batch_drops_the_image_writes_nothing_and_announce
     upload_id, other = uuid.uuid4(), uuid.uuid4()
     s3, bucket, published = sink()
     events = variants(upload_id)
-    for offset, event in enumerate(events[:3]):
-        await s3.add(received(event, offset))
+    await add_all(s3, events[:3])
     await s3.add(delete_message(deletion(upload_id, deleted_at=RECEIVED + timedelta(minutes=1)), 40))
-    for offset, event in enumerate([*events[3:], *variants(other)], start=3):
-        await s3.add(received(event, offset))
+    await add_all(s3, [*events[3:], *variants(other)], start=3)
     offsets = await s3.flush()
     assert await variant_keys(bucket, upload_id) == []
     assert [ready.upload_id for ready in published.events] == [other]
@@ -189,8 +184,7 @@ async def test_a_delete_in_the_batch_drops_the_image_writes_nothing_and_announce
 async def test_a_delete_removes_the_variants_stored_before_it():
     upload_id = uuid.uuid4()
     s3, bucket, published = sink()
-    for offset, event in enumerate(variants(upload_id)):
-        await s3.add(received(event, offset))
+    await add_all(s3, variants(upload_id))
     await s3.flush()
     assert len(await variant_keys(bucket, upload_id)) == len(SPEC)
     await s3.add(delete_message(deletion(upload_id, deleted_at=RECEIVED + timedelta(minutes=1)), 0))
@@ -203,13 +197,11 @@ async def test_an_image_whose_tombstone_the_sink_has_not_consumed_is_not_announc
     upload_id = uuid.uuid4()
     s3, bucket, published = sink()
     await write_tombstone(bucket, deletion(upload_id, deleted_at=RECEIVED + timedelta(minutes=1)))
-    for offset, event in enumerate(variants(upload_id)):
-        await s3.add(received(event, offset))
+    await add_all(s3, variants(upload_id))
     assert await s3.flush() == {(PHOTO_VARIANTS, 3): 5}
     assert published.events == []
     assert await variant_keys(bucket, upload_id) == []
-    for offset, event in enumerate(variants(upload_id)[:1], start=5):  # a replay's late variant
-        await s3.add(received(event, offset))
+    await add_all(s3, variants(upload_id)[:1], start=5)  # a replay's late variant
     assert s3.pending() == 0, "known deleted: not even written"
 
 
@@ -221,8 +213,7 @@ async def test_the_same_photo_uploaded_again_after_its_delete_is_stored_and_anno
     )
     await write_tombstone(bucket, old_delete)
     await s3.add(delete_message(old_delete, 0))
-    for offset, event in enumerate(variants(upload_id)):  # received at RECEIVED, after that delete
-        await s3.add(received(event, offset))
+    await add_all(s3, variants(upload_id))  # received at RECEIVED, after that delete
     await s3.flush()
     assert [ready.upload_id for ready in published.events] == [upload_id]
     assert len(await variant_keys(bucket, upload_id)) == len(SPEC)
@@ -234,16 +225,14 @@ async def test_the_same_photo_uploaded_again_after_its_delete_is_stored_and_anno
 async def test_a_photo_announced_deleted_and_sent_again_the_same_day_is_announced_again():
     upload_id = uuid.uuid4()
     s3, bucket, published = sink()
-    for offset, event in enumerate(variants(upload_id)):
-        await s3.add(received(event, offset))
+    await add_all(s3, variants(upload_id))
     await s3.flush()
     deleted = deletion(upload_id, deleted_at=RECEIVED + timedelta(seconds=5))
     await write_tombstone(bucket, deleted)
     await s3.add(delete_message(deleted, 0))
     await s3.flush()
     again = RECEIVED + timedelta(seconds=6)  # the same photo, the same day: the same id and variant keys
-    for offset, event in enumerate(variants(upload_id), start=5):
-        await s3.add(received(dataclasses.replace(event, received_at=again), offset))
+    await add_all(s3, [dataclasses.replace(event, received_at=again) for event in variants(upload_id)], start=5)
     await s3.flush()
     assert [(ready.upload_id, ready.received_at) for ready in published.events] == [
         (upload_id, RECEIVED),
