@@ -72,7 +72,7 @@ class UploadDeletion:
 
     async def _delete(self, record: UploadRecord) -> None:
         services = self.gateway.services
-        received_at = datetime.fromisoformat(record.received_at)
+        received_at = record.received
         event = UploadDeleted(
             upload_id=uuid.UUID(record.upload_id),
             photographer_id=record.photographer_id,

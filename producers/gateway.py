@@ -583,7 +583,7 @@ class Gateway:
         if self.services.status is not None:
             with upload_context(upload_id=upload_id, photographer_id=photographer_id):
                 try:
-                    received_at = datetime.fromisoformat(record.received_at)
+                    received_at = record.received
                     progress = await self.services.status.progress(upload_id, photographer_id, received_at)
                 except WarehouseError as exc:
                     log.warning("status of %s unavailable: %s", upload_id, exc)

@@ -79,6 +79,11 @@ class UploadRecord:
     title: str | None = None
     tags: list[str] = field(default_factory=list)
 
+    @property
+    def received(self) -> datetime:
+        """``received_at`` as a time (the record keeps the ISO text it is stored as)."""
+        return datetime.fromisoformat(self.received_at)
+
     @classmethod
     def of(cls, event: UploadReceived) -> UploadRecord:
         """The record of a published ``UploadReceived``."""

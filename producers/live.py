@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import uuid
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
@@ -73,7 +72,7 @@ class LiveProgress:
         The status is written a moment after each event; the feed's recent stages cover that moment.
         """
         known = {stage.stage: stage for stage in await self._from_status(record)}
-        received_at = datetime.fromisoformat(record.received_at)
+        received_at = record.received
         for stage in self.feed.recent(record.upload_id):
             if stage.of_upload_received_at(received_at):
                 known.setdefault(stage.stage, stage)
@@ -88,9 +87,7 @@ class LiveProgress:
         if status is None:
             return passed
         try:
-            progress = await status.progress(
-                record.upload_id, record.photographer_id, datetime.fromisoformat(record.received_at)
-            )
+            progress = await status.progress(record.upload_id, record.photographer_id, record.received)
         except WarehouseError as exc:
             log.warning("the past stages of %s are unknown (status store): %s", record.upload_id, exc)
             return passed
@@ -219,7 +216,7 @@ class _Order:
 
     def __init__(self, record: UploadRecord) -> None:
         self.record = record
-        self.received_at = datetime.fromisoformat(record.received_at)
+        self.received_at = record.received
         self.sent: set[str] = set()
 
     @property
