@@ -32,25 +32,38 @@ from schemas.topics import PHOTO_PROCESSED, PHOTO_READY
 GOAL_P95_SECONDS = 0.25
 
 
-async def _follow(session: aiohttp.ClientSession, url: str, key: str, upload_id: str, heard: dict[str, float]) -> None:
+async def _follow(
+    session: aiohttp.ClientSession,
+    url: str,
+    key: str,
+    upload_id: str,
+    received: dict[str, datetime],
+    heard: dict[str, float],
+) -> None:
+    """Follow one upload's stages: note when it was received (its ``at``), and the moment ``ready`` arrives."""
     headers = {"Authorization": f"Bearer {key}"}
     async with session.get(f"{url}/v1/uploads/{upload_id}/events", headers=headers) as response:
         async for raw in response.content:
             line = raw.decode().strip()
-            if line.startswith("data:") and json.loads(line[5:])["stage"] == "ready":
+            if not line.startswith("data:"):
+                continue
+            stage = json.loads(line[5:])
+            if stage["stage"] == "received":
+                received[upload_id] = datetime.fromisoformat(stage["at"])
+            elif stage["stage"] == "ready":
                 heard[upload_id] = time.monotonic()
 
 
-def _processed(upload_id: str, photographer: str) -> ImageProcessed:
+def _processed(upload_id: str, photographer: str, received_at: datetime) -> ImageProcessed:
     now = datetime.now(UTC)
     return ImageProcessed(
         upload_id=uuid.UUID(upload_id), photographer_id=photographer, sha256="0" * 64,
-        metadata=ImageMetadata(width=1, height=1), phash="0" * 16, received_at=now,
+        metadata=ImageMetadata(width=1, height=1), phash="0" * 16, received_at=received_at,
         processing_started_at=now, processed_at=now, decode_ms=0, metadata_ms=0, hash_ms=0, render_ms=0,
     )  # fmt: skip
 
 
-def _ready(upload_id: str, photographer: str) -> ImageReady:
+def _ready(upload_id: str, photographer: str, received_at: datetime) -> ImageReady:
     now = datetime.now(UTC)
     variant = StoredVariant(
         variant="web", format="webp", content_type="image/webp", width=1, height=1, bytes=1,
@@ -58,7 +71,7 @@ def _ready(upload_id: str, photographer: str) -> ImageReady:
     )  # fmt: skip
     return ImageReady(
         upload_id=uuid.UUID(upload_id), photographer_id=photographer, event_id=uuid.uuid4().hex,
-        variants=(variant,), received_at=now, ready_at=now,
+        variants=(variant,), received_at=received_at, ready_at=now,
     )  # fmt: skip
 
 
@@ -72,17 +85,22 @@ async def _measure(url: str, key: str, photographer: str, paths: list[Path], upl
             form.add_field("file", body, filename="photo.jpg", content_type="image/jpeg")
             async with session.post(f"{url}/v1/uploads", data=form, headers={"Authorization": f"Bearer {key}"}) as r:
                 upload_ids.append((await r.json())["uploads"][0]["upload_id"])
+        # The events must carry the upload's own received_at, as the worker's do: the gateway takes
+        # events of another received_at for those of an earlier upload of the same photo.
+        received: dict[str, datetime] = {}
         heard: dict[str, float] = {}
-        followers = [asyncio.create_task(_follow(session, url, key, upload_id, heard)) for upload_id in upload_ids]
+        followers = [
+            asyncio.create_task(_follow(session, url, key, upload_id, received, heard)) for upload_id in upload_ids
+        ]
         await asyncio.sleep(2)  # every follower has its stream open and has read the past stages
         producer, serde = EventProducer(kafka, delivery_timeout=15), EventSerde()
         written: dict[str, float] = {}
         try:
             for upload_id in upload_ids:
-                processed = serde.encode(_processed(upload_id, photographer), PHOTO_PROCESSED)
+                processed = serde.encode(_processed(upload_id, photographer, received[upload_id]), PHOTO_PROCESSED)
                 await producer.send(PHOTO_PROCESSED, key=photographer.encode(), value=processed)
                 await asyncio.sleep(pace)
-                value = serde.encode(_ready(upload_id, photographer), PHOTO_READY)
+                value = serde.encode(_ready(upload_id, photographer, received[upload_id]), PHOTO_READY)
                 await producer.send(PHOTO_READY, key=photographer.encode(), value=value)
                 written[upload_id] = time.monotonic()
             async with asyncio.timeout(30):
