@@ -15,7 +15,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
@@ -116,21 +118,30 @@ class LiveProgress:
         if record is None:
             raise problems.not_found(f"no upload {request.match_info['upload_id']!r}")
         with self.feed.follow({record.upload_id}) as queue:
-            past = await self._past(record)
+            order = _Order(record)
+            past = order.past(await self._past(record), _now())
             async with sse_response(request, headers={"Cache-Control": "no-store"}) as stream:
-                order = _Order(record)
                 for stage in past:
-                    await self._send_sse(stream, order, stage)
+                    await stream.send(json.dumps(stage.to_dict()), event=stage.stage, id=stage.stage)
                 while not order.done:
-                    # Nothing for a while: ask the status too, in case a stage passed unseen (a restart).
-                    for stage in await order.next_from(queue) or await self._past(record):
-                        await self._send_sse(stream, order, stage)
+                    try:
+                        arrived = await asyncio.wait_for(queue.get(), order.quiet_seconds(_now()))
+                    except TimeoutError:
+                        stages = await self._after_quiet(order)
+                    else:
+                        stages = order.arrive(arrived, _now())
+                    for stage in stages:
+                        await stream.send(json.dumps(stage.to_dict()), event=stage.stage, id=stage.stage)
             return stream
 
-    @staticmethod
-    async def _send_sse(stream: Any, order: _Order, stage: StageEvent) -> None:
-        if order.take(stage):
-            await stream.send(json.dumps(stage.to_dict()), event=stage.stage, id=stage.stage)
+    async def _after_quiet(self, order: _Order) -> list[StageEvent]:
+        """Nothing came for a while: a held ``ready`` goes alone, or the status is asked (a stage passed unseen)."""
+        if order.ready_held:
+            return order.overdue(_now())
+        stages: list[StageEvent] = []
+        for stage in await self._past(order.record):
+            stages += order.arrive(stage, _now())
+        return stages
 
     # -- GET /v1/ws ------------------------------------------------------------------------------
 
@@ -139,7 +150,7 @@ class LiveProgress:
         photographer_id = await self.gateway.photographer(request)
         socket = web.WebSocketResponse(heartbeat=30)
         await socket.prepare(request)
-        outbox: asyncio.Queue[StageEvent | dict[str, Any]] = asyncio.Queue()
+        outbox: asyncio.Queue[StageEvent | _Past | dict[str, Any]] = asyncio.Queue()
         orders: dict[str, _Order] = {}
         sending = asyncio.create_task(self._send_ws(socket, outbox, orders))
         try:
@@ -158,7 +169,7 @@ class LiveProgress:
         self,
         photographer_id: str,
         data: str,
-        outbox: asyncio.Queue[StageEvent | dict[str, Any]],
+        outbox: asyncio.Queue[StageEvent | _Past | dict[str, Any]],
         orders: dict[str, _Order],
     ) -> None:
         try:
@@ -181,69 +192,123 @@ class LiveProgress:
             if record.upload_id in orders:
                 continue
             orders[record.upload_id] = _Order(record)
-            self.feed.add(outbox, record.upload_id)
-            for stage in await self._past(record):
-                outbox.put_nowait(stage)
+            self.feed.add(outbox, record.upload_id)  # live stages wait in the order until its past is out
+            outbox.put_nowait(_Past(record.upload_id, await self._past(record)))
 
     async def _send_ws(
         self,
         socket: web.WebSocketResponse,
-        outbox: asyncio.Queue[StageEvent | dict[str, Any]],
+        outbox: asyncio.Queue[StageEvent | _Past | dict[str, Any]],
         orders: dict[str, _Order],
     ) -> None:
         while True:
+            quiet = min((order.quiet_seconds(_now()) for order in orders.values()), default=_RECHECK_SECONDS)
             try:
-                item = await asyncio.wait_for(outbox.get(), _RECHECK_SECONDS)
-            except TimeoutError:  # nothing for a while: ask the status too, in case a stage passed unseen
-                for waiting in list(orders.values()):
-                    for stage in await self._past(waiting.record):
-                        outbox.put_nowait(stage)
+                item = await asyncio.wait_for(outbox.get(), quiet)
+            except TimeoutError:
+                for quiet_order in [order for order in orders.values() if order.quiet_seconds(_now()) <= 0]:
+                    for stage in await self._after_quiet(quiet_order):
+                        await self._send_ws_stage(socket, orders, outbox, quiet_order, stage)
                 continue
             if isinstance(item, dict):
                 await socket.send_json(item)
                 continue
             order = orders.get(item.upload_id)
-            if order is None or not order.take(item):
+            if order is None:
                 continue
-            await socket.send_json(item.to_dict())
-            if order.done:
-                orders.pop(item.upload_id, None)
-                self.feed.drop(outbox, {item.upload_id})
+            stages = order.past(item.stages, _now()) if isinstance(item, _Past) else order.arrive(item, _now())
+            for stage in stages:
+                await self._send_ws_stage(socket, orders, outbox, order, stage)
+
+    async def _send_ws_stage(
+        self,
+        socket: web.WebSocketResponse,
+        orders: dict[str, _Order],
+        outbox: asyncio.Queue[Any],
+        order: _Order,
+        stage: StageEvent,
+    ) -> None:
+        await socket.send_json(stage.to_dict())
+        if order.done:
+            orders.pop(order.record.upload_id, None)
+            self.feed.drop(outbox, {order.record.upload_id})
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+@dataclass(frozen=True)
+class _Past:
+    """The stages one upload passed before it was subscribed to, read while its live stages were held."""
+
+    upload_id: str
+    stages: list[StageEvent]
 
 
 class _Order:
-    """Which stages of one upload were sent: each once, none after the final one."""
+    """Which stages of one upload go out, and when: each once, in order, none after the final one.
+
+    Live stages wait until the past is out (``past``). A ``ready`` that overtook ``processed`` (two
+    topics, no order between them) waits up to ``_REORDER_SECONDS`` for it, then goes alone.
+    """
 
     def __init__(self, record: UploadRecord) -> None:
         self.record = record
         self.received_at = record.received
         self.sent: set[str] = set()
+        self._past_out = False
+        self._early: list[StageEvent] = []  # live stages that came before the past was out
+        self._ready: StageEvent | None = None
+        self._ready_due = 0.0
+        self._quiet_since = _now()
 
     @property
     def done(self) -> bool:
         return bool(self.sent & FINAL_STAGES)
 
-    def take(self, stage: StageEvent) -> bool:
-        """Whether ``stage`` is to be sent now (and note that it is); never one of an earlier upload of the photo."""
+    @property
+    def ready_held(self) -> bool:
+        return self._ready is not None
+
+    def quiet_seconds(self, now: float) -> float:
+        """How long to wait for the next stage before ``overdue`` (a held ``ready``) or a look at the status."""
+        due = self._ready_due if self._ready is not None else self._quiet_since + _RECHECK_SECONDS
+        return max(0.0, due - now)
+
+    def past(self, stages: list[StageEvent], now: float) -> list[StageEvent]:
+        """The stages to send first: the past, with any live ones that came meanwhile, in stage order."""
+        self._past_out = True
+        early, self._early = self._early, []
+        out: list[StageEvent] = []
+        for stage in sorted([*stages, *early], key=lambda item: STAGES.index(item.stage)):
+            out += self.arrive(stage, now)
+        return out
+
+    def arrive(self, stage: StageEvent, now: float) -> list[StageEvent]:
+        """The stages to send now that ``stage`` came (none, it, or it with a held ``ready``)."""
+        self._quiet_since = now
+        if not self._past_out:
+            self._early.append(stage)
+            return []
+        if stage.stage == "ready" and "processed" not in self.sent and self._ready is None:
+            self._ready, self._ready_due = stage, now + _REORDER_SECONDS
+            return []
+        waiting = [stage]
+        if self._ready is not None and stage.stage in {"processed", *FINAL_STAGES}:
+            waiting.append(self._ready)
+            self._ready = None
+        return [item for item in sorted(waiting, key=lambda item: STAGES.index(item.stage)) if self._take(item)]
+
+    def overdue(self, now: float) -> list[StageEvent]:
+        """A held ``ready`` whose ``processed`` did not come in time: it goes alone."""
+        self._quiet_since = now
+        ready, self._ready = self._ready, None
+        return [ready] if ready is not None and self._take(ready) else []
+
+    def _take(self, stage: StageEvent) -> bool:
+        """Whether ``stage`` is to be sent (and note that it is); never one of an earlier upload of the photo."""
         if self.done or stage.stage in self.sent or not stage.of_upload_received_at(self.received_at):
             return False
         self.sent.add(stage.stage)
         return True
-
-    async def next_from(self, queue: asyncio.Queue[StageEvent]) -> list[StageEvent]:
-        """The next stages from ``queue``, in order (none after ``_RECHECK_SECONDS`` of quiet).
-
-        A ``ready`` that overtook ``processed`` (two topics, no order between them) waits briefly for it.
-        """
-        try:
-            stage = await asyncio.wait_for(queue.get(), _RECHECK_SECONDS)
-        except TimeoutError:
-            return []
-        if stage.stage != "ready" or "processed" in self.sent:
-            return [stage]
-        waiting = [stage]
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_REORDER_SECONDS):
-                while "processed" not in {item.stage for item in waiting}:
-                    waiting.append(await queue.get())
-        return sorted(waiting, key=lambda item: STAGES.index(item.stage))
