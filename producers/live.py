@@ -17,6 +17,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -123,21 +124,24 @@ class LiveProgress:
             async with sse_response(request, headers={"Cache-Control": "no-store"}) as stream:
                 for stage in past:
                     await stream.send(json.dumps(stage.to_dict()), event=stage.stage, id=stage.stage)
+                heard = _now()
                 while not order.done:
                     try:
-                        arrived = await asyncio.wait_for(queue.get(), order.quiet_seconds(_now()))
+                        arrived = await asyncio.wait_for(queue.get(), _wait_seconds([order], heard))
                     except TimeoutError:
-                        stages = await self._after_quiet(order)
+                        stages = order.overdue(_now())
+                        if _now() - heard >= _RECHECK_SECONDS:
+                            heard = _now()
+                            stages += await self._recheck(order)
                     else:
-                        stages = order.arrive(arrived, _now())
+                        heard = _now()
+                        stages = order.arrive(arrived, heard)
                     for stage in stages:
                         await stream.send(json.dumps(stage.to_dict()), event=stage.stage, id=stage.stage)
             return stream
 
-    async def _after_quiet(self, order: _Order) -> list[StageEvent]:
-        """Nothing came for a while: a held ``ready`` goes alone, or the status is asked (a stage passed unseen)."""
-        if order.ready_held:
-            return order.overdue(_now())
+    async def _recheck(self, order: _Order) -> list[StageEvent]:
+        """Nothing came for a while: ask the status too, in case a stage passed unseen (a gateway restart)."""
         stages: list[StageEvent] = []
         for stage in await self._past(order.record):
             stages += order.arrive(stage, _now())
@@ -201,24 +205,30 @@ class LiveProgress:
         outbox: asyncio.Queue[StageEvent | _Past | dict[str, Any]],
         orders: dict[str, _Order],
     ) -> None:
+        heard = _now()
         while True:
-            quiet = min((order.quiet_seconds(_now()) for order in orders.values()), default=_RECHECK_SECONDS)
             try:
-                item = await asyncio.wait_for(outbox.get(), quiet)
+                item = await asyncio.wait_for(outbox.get(), _wait_seconds(orders.values(), heard))
             except TimeoutError:
-                for quiet_order in [order for order in orders.values() if order.quiet_seconds(_now()) <= 0]:
-                    for stage in await self._after_quiet(quiet_order):
-                        await self._send_ws_stage(socket, orders, outbox, quiet_order, stage)
+                for order in list(orders.values()):
+                    for stage in order.overdue(_now()):
+                        await self._send_ws_stage(socket, orders, outbox, order, stage)
+                if _now() - heard >= _RECHECK_SECONDS:  # the whole socket was quiet, not just one upload
+                    heard = _now()
+                    for order in list(orders.values()):
+                        for stage in await self._recheck(order):
+                            await self._send_ws_stage(socket, orders, outbox, order, stage)
                 continue
+            heard = _now()
             if isinstance(item, dict):
                 await socket.send_json(item)
                 continue
-            order = orders.get(item.upload_id)
-            if order is None:
+            followed = orders.get(item.upload_id)
+            if followed is None:
                 continue
-            stages = order.past(item.stages, _now()) if isinstance(item, _Past) else order.arrive(item, _now())
+            stages = followed.past(item.stages, _now()) if isinstance(item, _Past) else followed.arrive(item, _now())
             for stage in stages:
-                await self._send_ws_stage(socket, orders, outbox, order, stage)
+                await self._send_ws_stage(socket, orders, outbox, followed, stage)
 
     async def _send_ws_stage(
         self,
@@ -236,6 +246,12 @@ class LiveProgress:
 
 def _now() -> float:
     return time.monotonic()
+
+
+def _wait_seconds(orders: Iterable[_Order], heard: float) -> float:
+    """How long to wait for the next stage: until a held ``ready`` is due, or a recheck after quiet."""
+    due = min([heard + _RECHECK_SECONDS, *(order.ready_due for order in orders if order.ready_due is not None)])
+    return max(0.0, due - _now())
 
 
 @dataclass(frozen=True)
@@ -261,20 +277,15 @@ class _Order:
         self._early: list[StageEvent] = []  # live stages that came before the past was out
         self._ready: StageEvent | None = None
         self._ready_due = 0.0
-        self._quiet_since = _now()
 
     @property
     def done(self) -> bool:
         return bool(self.sent & FINAL_STAGES)
 
     @property
-    def ready_held(self) -> bool:
-        return self._ready is not None
-
-    def quiet_seconds(self, now: float) -> float:
-        """How long to wait for the next stage before ``overdue`` (a held ``ready``) or a look at the status."""
-        due = self._ready_due if self._ready is not None else self._quiet_since + _RECHECK_SECONDS
-        return max(0.0, due - now)
+    def ready_due(self) -> float | None:
+        """When a held ``ready`` goes alone (``overdue``); None when none is held."""
+        return self._ready_due if self._ready is not None else None
 
     def past(self, stages: list[StageEvent], now: float) -> list[StageEvent]:
         """The stages to send first: the past, with any live ones that came meanwhile, in stage order."""
@@ -287,7 +298,6 @@ class _Order:
 
     def arrive(self, stage: StageEvent, now: float) -> list[StageEvent]:
         """The stages to send now that ``stage`` came (none, it, or it with a held ``ready``)."""
-        self._quiet_since = now
         if not self._past_out:
             self._early.append(stage)
             return []
@@ -301,10 +311,11 @@ class _Order:
         return [item for item in sorted(waiting, key=lambda item: STAGES.index(item.stage)) if self._take(item)]
 
     def overdue(self, now: float) -> list[StageEvent]:
-        """A held ``ready`` whose ``processed`` did not come in time: it goes alone."""
-        self._quiet_since = now
+        """A held ``ready`` whose ``processed`` did not come by ``now``: it goes alone."""
+        if self._ready is None or now < self._ready_due:
+            return []
         ready, self._ready = self._ready, None
-        return [ready] if ready is not None and self._take(ready) else []
+        return [ready] if self._take(ready) else []
 
     def _take(self, stage: StageEvent) -> bool:
         """Whether ``stage`` is to be sent (and note that it is); never one of an earlier upload of the photo."""

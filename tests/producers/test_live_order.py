@@ -45,7 +45,8 @@ def test_a_ready_that_overtook_processed_waits_for_it():
     order = _order()
     order.past([_stage("received")], 0.0)
     assert order.arrive(_stage("ready"), 0.0) == []
-    assert order.quiet_seconds(0.0) == _REORDER_SECONDS
+    assert order.ready_due == _REORDER_SECONDS
+    assert order.overdue(_REORDER_SECONDS / 2) == []
     assert _names(order.arrive(_stage("processed"), 0.1)) == ["processed", "ready"]
     assert order.done
 
@@ -54,8 +55,9 @@ def test_a_held_ready_goes_alone_once_processed_is_overdue():
     order = _order()
     order.past([_stage("received")], 0.0)
     order.arrive(_stage("ready"), 0.0)
-    assert order.ready_held
+    assert order.overdue(_REORDER_SECONDS / 2) == []
     assert _names(order.overdue(_REORDER_SECONDS)) == ["ready"]
+    assert order.ready_due is None
     assert order.done
     assert order.arrive(_stage("processed"), 1.0) == []  # nothing after the final stage
 
