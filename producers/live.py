@@ -122,10 +122,12 @@ class LiveProgress:
             order = _Order(record)
             past = order.past(await self._past(record), _now())
             async with sse_response(request, headers={"Cache-Control": "no-store"}) as stream:
-                for stage in past:
-                    await stream.send(json.dumps(stage.to_dict()), event=stage.stage, id=stage.stage)
-                heard = _now()
-                while not order.done:
+                stages, heard = past, _now()
+                while True:
+                    for stage in stages:
+                        await stream.send(json.dumps(stage.to_dict()), event=stage.stage, id=stage.stage)
+                    if order.done:
+                        break
                     try:
                         arrived = await asyncio.wait_for(queue.get(), _wait_seconds([order], heard))
                     except TimeoutError:
@@ -136,8 +138,6 @@ class LiveProgress:
                     else:
                         heard = _now()
                         stages = order.arrive(arrived, heard)
-                    for stage in stages:
-                        await stream.send(json.dumps(stage.to_dict()), event=stage.stage, id=stage.stage)
             return stream
 
     async def _recheck(self, order: _Order) -> list[StageEvent]:
