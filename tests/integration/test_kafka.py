@@ -24,15 +24,28 @@ def _listening_pid(port: int) -> int | None:
             if fields[1] in wanted and fields[3] == "0A":  # 0A: LISTEN
                 inodes.add(f"socket:[{fields[9]}]")
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            links = {str(fd.readlink()) for fd in (proc / "fd").iterdir()}
-        except OSError:
-            continue
-        if links & inodes:
+        if proc.name.isdigit() and inodes & _socket_links(proc):
             return int(proc.name)
     return None
+
+
+def _socket_links(proc: Path) -> set[str]:
+    """What the process's descriptors point to; one closed while they are read is skipped, not the process.
+
+    The broker opens and closes files all the time: a descriptor gone between the listing and its
+    readlink used to skip the broker's whole process, and the test found no listener.
+    """
+    links = set()
+    try:
+        descriptors = list((proc / "fd").iterdir())
+    except OSError:  # the process is gone, or not ours to read
+        return links
+    for fd in descriptors:
+        try:
+            links.add(str(fd.readlink()))
+        except OSError:
+            continue
+    return links
 
 
 def test_broker_is_apache_kafka_in_kraft_mode(local_stack):
