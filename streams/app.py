@@ -43,6 +43,7 @@ from schemas.errors import SerdeError
 from schemas.events import ProcessingStarted, UploadDeleted, UploadReceived
 from schemas.serde import EventSerde
 from schemas.topics import Source
+from streams import aiokafka_backoff
 from streams.duplicates import DuplicateIndex
 from streams.faust_fixes import App, TrackedTable, changelog_sends
 from streams.handler import Prepared, UploadHandler
@@ -74,6 +75,7 @@ def create_app(
             exits the process at once.
     """
     fatal = fatal or _exit_now
+    aiokafka_backoff.install()  # else a broker outage spins the worker's clients (see the module)
     web: dict[str, Any] = {"web_enabled": False}
     if worker.web_port:
         web = {"web_enabled": True, "web_port": worker.web_port, "web_bind": "127.0.0.1"}

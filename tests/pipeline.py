@@ -94,3 +94,7 @@ class Sinks:
 
     def logs(self) -> str:
         return "\n".join(f"--- {run.log.name}\n{run.output()[-5000:]}" for run in self.runs)
+
+    def logs_in_full(self) -> str:
+        """Every run's whole log, for a failure to search."""
+        return "\n".join(f"--- {run.log.name}\n{run.output()}" for run in self.runs)
