@@ -160,8 +160,11 @@ class GatewaySettings(BaseSettings):
     max_file_bytes: int = 50 * 1024 * 1024
     max_files_per_request: int = 100
     daily_quota: int = 5000
-    # S3 multipart part size: the most memory one upload in flight holds (S3 minimum 5 MiB).
+    # S3 multipart part size (tus, direct): the most memory one upload in flight holds (S3 minimum 5 MiB).
     part_bytes: int = 5 * 1024 * 1024
+    # Where a POSTed file beyond one part waits for its hash before its one PUT (unnamed files, gone when
+    # closed); unset, the system's temporary directory. It needs max_file_bytes per upload in flight.
+    spool_dir: str | None = None
     # Seconds a client may pause between two chunks of its upload before it is cut off.
     read_timeout: float = 30.0
     kafka_delivery_timeout: float = 15.0

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
@@ -169,7 +169,7 @@ class Store(Protocol):
     async def put(
         self,
         key: str,
-        body: bytes | bytearray,
+        body: bytes | bytearray | BinaryIO,
         *,
         content_type: str,
         if_none_match: bool = False,
@@ -178,7 +178,9 @@ class Store(Protocol):
         sha256: bytes | None = None,
         metadata: dict[str, str] | None = None,
     ) -> str:
-        """Store ``body`` at ``key``, replacing what is there; returns the new object's ETag.
+        """Store ``body`` (bytes, or a file read from where it stands) at ``key``, replacing what is there.
+
+        Returns the new object's ETag.
 
         AlreadyExists with ``if_none_match`` when the key is taken; ConditionFailed with ``if_match``
         when the object's ETag is another (or there is none); StoreError (not retriable) when
@@ -313,7 +315,7 @@ class ObjectStore(Store):
     async def put(
         self,
         key: str,
-        body: bytes | bytearray,
+        body: bytes | bytearray | BinaryIO,
         *,
         content_type: str,
         if_none_match: bool = False,
@@ -326,7 +328,7 @@ class ObjectStore(Store):
 
         Args:
             key: The object key.
-            body: The bytes.
+            body: The bytes, or a binary file read from its position to its end (in one PUT).
             content_type: Its media type.
             if_none_match: Fail with AlreadyExists if the key is taken.
             if_match: Fail with ConditionFailed unless the object there has this ETag.
@@ -671,7 +673,7 @@ class MemoryObjectStore(Store):
     async def put(
         self,
         key: str,
-        body: bytes | bytearray,
+        body: bytes | bytearray | BinaryIO,
         *,
         content_type: str,
         if_none_match: bool = False,
@@ -682,7 +684,7 @@ class MemoryObjectStore(Store):
     ) -> str:
         """Store a copy of ``body`` at ``key`` (see ``Store.put``)."""
         await self._enter("put")
-        data = bytes(body)
+        data = bytes(body) if isinstance(body, bytes | bytearray) else body.read()
         if sha256 is not None and hashlib.sha256(data).digest() != sha256:
             raise StoreError("S3 refused: 400 BadDigest")
         if if_none_match and key in self._objects:

@@ -45,7 +45,7 @@ from producers.direct import DirectUploads
 from producers.fields import clean_filename, parse_tags, parse_title, upload_id_in
 from producers.ingest import OriginalWriter, RejectedFile, StagedOriginal, stage
 from producers.keys import KeyStore
-from producers.ledger import UploadLedger, UploadRecord, original_key, pending_key, staging_key, upload_id_for
+from producers.ledger import UploadLedger, UploadRecord, original_key, pending_key, upload_id_for
 from producers.live import LiveProgress
 from producers.metrics import GatewayMetrics
 from producers.originals import HeldOriginals
@@ -350,9 +350,11 @@ class Gateway:
     async def _receive_file(self, part: BodyPartReader, batch: _Batch) -> None:
         filename = clean_filename(part.filename)
         received_at = datetime.now(UTC)
-        staging = staging_key(batch.photographer_id, uuid.uuid4().hex)
         writer = OriginalWriter(
-            self.services.store, staging, part_bytes=self.settings.part_bytes, max_bytes=self.settings.max_file_bytes
+            self.services.store,
+            part_bytes=self.settings.part_bytes,
+            max_bytes=self.settings.max_file_bytes,
+            spool_dir=self.settings.spool_dir,
         )
         try:
             staged = await stage(writer, self._chunks(part))

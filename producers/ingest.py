@@ -1,27 +1,30 @@
-"""Stream one uploaded file into S3 while it arrives, hashing it on the way.
+"""Receive one uploaded file, hashing it on the way, and store it once its hash has named it.
 
-Memory stays bounded by the part size: bytes are buffered only until a part is
-full, then sent as one part of an S3 multipart upload. A file that ends before
-the first part is full is stored with one PUT. Nothing about the file's name is
-used: the S3 keys are built from ids by the caller.
+Memory stays bounded by the part size: chunks are buffered only until a part is full, then
+hashed and written to a spool file, off the event loop. A file that ends before the first part
+is full never touches the disk. Nothing about the file's name is used: the S3 keys are built
+from ids by the caller.
 
-The object only becomes visible when ``commit`` stores it, at a key the caller
-chooses once it has seen the content hash (or the caller finds it a duplicate and
-calls ``abort`` instead). A multipart upload has to name its key before the first
-part, so it is staged under a key of its own, then completed, copied inside the
-store to the final key and the staged copy deleted.
+The object only becomes visible when ``commit`` stores it, with one PUT, at the key the caller
+chooses once it has seen the content hash (or the caller finds it a duplicate and calls ``abort``
+instead). The bytes wait in a local spool file rather than in S3 because the key is not known
+while they arrive: streaming them to S3 meant a multipart upload to a staging key, completed,
+copied to the final key and deleted, so the store wrote every byte twice and hashed it three
+times. The spool file has no name (``tempfile.TemporaryFile``): a gateway that dies leaves
+nothing behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from photostream.media import SNIFF_BYTES, sniff
-from photostream.objectstore import MultipartUpload, Store, StoreError
+from photostream.objectstore import Store
 
 
 class RejectedFile(Exception):
@@ -43,33 +46,28 @@ class StagedOriginal:
 
 
 class OriginalWriter:
-    """Receives one file's chunks and stages them in S3 under ``staging_key``."""
+    """Receives one file's chunks and spools them until ``commit`` puts them at their key."""
 
     in_place = False  # see ``producers.gateway.Committable``
 
-    def __init__(self, store: Store, staging_key: str, *, part_bytes: int, max_bytes: int) -> None:
-        """Stage multipart uploads at ``staging_key``; parts of ``part_bytes``; refuse files over ``max_bytes``."""
+    def __init__(self, store: Store, *, part_bytes: int, max_bytes: int, spool_dir: str | None = None) -> None:
+        """Buffer up to ``part_bytes`` in memory, spool the rest in ``spool_dir``; refuse files over ``max_bytes``.
+
+        ``spool_dir`` None is the system's temporary directory (``TMPDIR``).
+        """
         self._store = store
-        self._key = staging_key
         self._part_bytes = part_bytes
         self._max_bytes = max_bytes
-        # The chunks since the last part, joined once when a part (or the one PUT) is sent: appending to
-        # one growing buffer would copy it again at every reallocation (a third of the event loop's time).
+        self._spool_dir = spool_dir
+        # The chunks since the last spill, joined once when they are spilled (or kept as the whole file):
+        # appending to one growing buffer would copy it again at every reallocation.
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._body = b""  # a file that ends before a part is full, kept for commit()
+        self._spool: BinaryIO | None = None
         self._hash = hashlib.sha256()
         self._size = 0
         self._content_type = ""  # known once the first bytes are sniffed
-        self._multipart: MultipartUpload | None = None
-
-    async def _flush_part(self) -> None:
-        if self._multipart is None:
-            self._multipart = await self._store.start_multipart(self._key, content_type=self._content_type)
-        body = self._take()
-        _, self._multipart = await asyncio.gather(
-            self._hash_off_loop(body), self._store.upload_part(self._multipart, body)
-        )
 
     def _take(self) -> bytes:
         """The buffered chunks as one body (the only copy), and an empty buffer."""
@@ -77,11 +75,17 @@ class OriginalWriter:
         self._chunks, self._buffered = [], 0
         return body
 
-    async def _hash_off_loop(self, data: bytes) -> None:
-        # SHA-256 of a whole part is milliseconds of CPU; hashlib releases the GIL on
-        # large buffers, so a worker thread keeps the event loop free and uses another core.
-        if data:
-            await asyncio.to_thread(self._hash.update, data)
+    async def _spill(self) -> None:
+        # SHA-256 of a part is milliseconds of CPU and hashlib releases the GIL on large buffers, so a
+        # worker thread keeps the event loop free and uses another core; the write lands in the page cache.
+        body = self._take()
+        if self._spool is None:
+            self._spool = await asyncio.to_thread(tempfile.TemporaryFile, dir=self._spool_dir)
+        await asyncio.to_thread(self._hash_and_write, self._spool, body)
+
+    def _hash_and_write(self, spool: BinaryIO, body: bytes) -> None:
+        self._hash.update(body)
+        spool.write(body)
 
     async def write(self, chunk: bytes) -> None:
         """Take the next chunk; raises RejectedFile as soon as the bytes show it is unacceptable."""
@@ -95,51 +99,46 @@ class OriginalWriter:
                 return
             self._content_type = content_type_of(b"".join(self._chunks)[:SNIFF_BYTES])
         if self._buffered >= self._part_bytes:
-            await self._flush_part()
+            await self._spill()
 
     async def finish(self) -> StagedOriginal:
-        """All bytes received: judge short files, upload the last part, return size and hash."""
+        """All bytes received: judge short files, spool the rest, return size and hash."""
         if self._size == 0:
             raise RejectedFile("empty")
         if not self._content_type:
             self._content_type = content_type_of(b"".join(self._chunks))
-        if self._multipart is not None and self._buffered:
-            await self._flush_part()
-        elif self._multipart is None:
-            self._body = self._take()  # a one-PUT file: kept for commit()
-            await self._hash_off_loop(self._body)
+        if self._spool is not None:
+            if self._buffered:
+                await self._spill()
+        else:
+            self._body = self._take()  # a file that fits in one part stays in memory
+            await asyncio.to_thread(self._hash.update, self._body)
         return StagedOriginal(self._content_type, self._size, self._hash.hexdigest())
 
     async def commit(self, key: str) -> None:
-        """Make the object durable and visible at ``key`` (a one-PUT file goes straight there).
+        """Store the file at ``key`` with one PUT; the spool file is gone afterwards, stored or not.
 
-        A staged copy that cannot be deleted is left to the staging sweep (``producers.staging_sweep``)
-        and the bucket's lifecycle rule (``photostream.objectstore.LIFECYCLE_RULES``).
+        The PUT carries the SHA-256 the upload's id was derived from, so S3 refuses bytes that differ
+        from those hashed (the spool file, the disk under it), and boto3 computes no checksum of its own.
         """
-        if self._multipart is None:
+        digest = self._hash.digest()
+        if self._spool is None:
             body, self._body = self._body, b""
-            await self._store.put(key, body, content_type=self._content_type)
+            await self._store.put(key, body, content_type=self._content_type, sha256=digest)
             return
-        upload, self._multipart = self._multipart, None
+        spool, self._spool = self._spool, None
         try:
-            await self._store.complete_multipart(upload)
-        except BaseException:
-            with contextlib.suppress(StoreError):
-                await self._store.abort_multipart(upload)
-            raise
-        try:
-            await self._store.copy(upload.key, key)
+            spool.seek(0)
+            await self._store.put(key, spool, content_type=self._content_type, sha256=digest)
         finally:
-            with contextlib.suppress(StoreError):
-                await self._store.delete(upload.key)
+            spool.close()
 
     async def abort(self) -> None:
-        """Drop whatever was staged (best effort: an abandoned upload must not fail the request)."""
+        """Drop what was received."""
         self._chunks, self._buffered, self._body = [], 0, b""
-        if self._multipart is not None:
-            with contextlib.suppress(StoreError):
-                await self._store.abort_multipart(self._multipart)
-            self._multipart = None
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
 
 
 @dataclass(frozen=True)
@@ -172,7 +171,7 @@ def content_type_of(head: bytes) -> str:
 
 
 async def stage(writer: OriginalWriter, chunks: AsyncIterator[bytes]) -> StagedOriginal:
-    """Feed every chunk to ``writer`` and finish; aborts the staged parts on any error."""
+    """Feed every chunk to ``writer`` and finish; drops what was received on any error."""
     try:
         async for chunk in chunks:
             await writer.write(chunk)

@@ -3,7 +3,7 @@
 Layout in the bucket (all names built from ids, never from filenames)::
 
     originals/<photographer>/<upload id>            the bytes as received
-    incoming/<photographer>/<ingest id>             a multipart upload while it arrives (staging)
+    incoming/<photographer>/<upload id>.direct      a direct upload's bytes until admitted (staging)
     uploads/<upload id>.json                        what was accepted, and when (removed by a delete)
     deleted/<upload id>.json                        the latest delete of an upload (photostream.deletions)
     quota/<yyyy-mm-dd>/<photographer>/<upload id>   one empty marker per accepted upload
@@ -40,7 +40,7 @@ def original_key(photographer_id: str, upload_id: str) -> str:
 
 
 def staging_key(photographer_id: str, ingest_id: str) -> str:
-    """Where a multipart upload is staged before its content is known; ``ingest_id`` is fresh per attempt."""
+    """Where an upload's bytes are staged before they are admitted (``ingest_id`` names the attempt)."""
     return f"{STAGING_PREFIX}{photographer_id}/{ingest_id}"
 
 

@@ -1,8 +1,9 @@
 """Sweeping the staging area: what failed or crashed uploads left under ``incoming/``.
 
-An upload is staged under ``STAGING_PREFIX`` (a multipart upload while its bytes arrive, then a
-completed object until it is copied to its final key). A gateway killed mid-request, or a delete
-that failed, leaves either behind. The bucket's lifecycle rules (``LIFECYCLE_RULES``) would clean
+A direct upload is staged under ``STAGING_PREFIX`` (a multipart upload while its bytes arrive, then
+a completed object until it is copied to its final key), and every upload's pending marker waits
+there until it is acknowledged. A gateway killed mid-request, or a delete that failed, leaves them
+behind. The bucket's lifecycle rules (``LIFECYCLE_RULES``) would clean
 them up, but not every S3 server applies them: SeaweedFS, the local stack's, stores the rules and
 never acts on them. So each gateway sweeps the staging area itself: every ``staging_sweep_seconds``
 it aborts the open uploads and deletes the objects there that are older than

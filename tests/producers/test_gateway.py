@@ -477,7 +477,7 @@ async def dead_kafka_client(make_client, settings):
     return await make_client(replace(settings, kafka_delivery_timeout=2), kafka=dead)
 
 
-@pytest.mark.parametrize("megabytes", [0, 6], ids=["one-put", "multipart"])
+@pytest.mark.parametrize("megabytes", [0, 6], ids=["in-memory", "spooled"])
 async def test_a_failed_publish_deletes_the_original_and_the_retry_stores_one(
     make_client, settings, dead_kafka_client, unique_name, megabytes
 ):
