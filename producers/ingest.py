@@ -79,13 +79,13 @@ class OriginalWriter:
         # SHA-256 of a part is milliseconds of CPU and hashlib releases the GIL on large buffers, so a
         # worker thread keeps the event loop free and uses another core; the write lands in the page cache.
         body = self._take()
-        if self._spool is None:
-            self._spool = await asyncio.to_thread(tempfile.TemporaryFile, dir=self._spool_dir)
-        await asyncio.to_thread(self._hash_and_write, self._spool, body)
+        await asyncio.to_thread(self._hash_and_write, body)
 
-    def _hash_and_write(self, spool: BinaryIO, body: bytes) -> None:
+    def _hash_and_write(self, body: bytes) -> None:
+        if self._spool is None:
+            self._spool = tempfile.TemporaryFile(dir=self._spool_dir)  # noqa: SIM115  # commit or abort closes it
         self._hash.update(body)
-        spool.write(body)
+        self._spool.write(body)
 
     async def write(self, chunk: bytes) -> None:
         """Take the next chunk; raises RejectedFile as soon as the bytes show it is unacceptable."""

@@ -31,9 +31,9 @@ class RecordingWriter(OriginalWriter):
 
     largest_spill = 0
 
-    def _hash_and_write(self, spool, body):
+    def _hash_and_write(self, body):
         self.largest_spill = max(self.largest_spill, len(body))
-        super()._hash_and_write(spool, body)
+        super()._hash_and_write(body)
 
 
 async def chunks_of(data: bytes, size: int):
