@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import DirectoryPath, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Credentials of the loopback-only development S3 server that `photostream stack up`
@@ -164,7 +164,7 @@ class GatewaySettings(BaseSettings):
     part_bytes: int = 5 * 1024 * 1024
     # Where a POSTed file beyond one part waits for its hash before its one PUT (unnamed files, gone when
     # closed); unset, the system's temporary directory. It needs max_file_bytes per upload in flight.
-    spool_dir: str | None = None
+    spool_dir: DirectoryPath | None = None
     # Seconds a client may pause between two chunks of its upload before it is cut off.
     read_timeout: float = 30.0
     kafka_delivery_timeout: float = 15.0

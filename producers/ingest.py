@@ -21,6 +21,7 @@ import hashlib
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from photostream.media import SNIFF_BYTES, sniff
@@ -50,7 +51,7 @@ class OriginalWriter:
 
     in_place = False  # see ``producers.gateway.Committable``
 
-    def __init__(self, store: Store, *, part_bytes: int, max_bytes: int, spool_dir: str | None = None) -> None:
+    def __init__(self, store: Store, *, part_bytes: int, max_bytes: int, spool_dir: Path | None = None) -> None:
         """Buffer up to ``part_bytes`` in memory, spool the rest in ``spool_dir``; refuse files over ``max_bytes``.
 
         ``spool_dir`` None is the system's temporary directory (``TMPDIR``).

@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from photostream.clients import redact_dsn
 from photostream.config import (
     ClickHouseSettings,
+    GatewaySettings,
     KafkaSettings,
     S3Settings,
     StackSettings,
@@ -52,6 +53,14 @@ def test_bad_port_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("STACK_KAFKA_PORT", "not-a-port")
     with pytest.raises(ValidationError, match="kafka_port"):
         StackSettings()
+
+
+def test_a_spool_dir_that_does_not_exist_is_refused_at_start(monkeypatch, tmp_path):
+    monkeypatch.setenv("GATEWAY_SPOOL_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ValidationError, match="spool_dir"):
+        GatewaySettings()
+    monkeypatch.setenv("GATEWAY_SPOOL_DIR", str(tmp_path))
+    assert GatewaySettings().spool_dir == tmp_path
 
 
 def test_environment_variable_names():

@@ -42,7 +42,7 @@ async def chunks_of(data: bytes, size: int):
 
 
 def writer(store, spool_dir, *, part_bytes=1000, max_bytes=10_000):
-    return RecordingWriter(store, part_bytes=part_bytes, max_bytes=max_bytes, spool_dir=str(spool_dir))
+    return RecordingWriter(store, part_bytes=part_bytes, max_bytes=max_bytes, spool_dir=spool_dir)
 
 
 def open_spool_files(spool_dir) -> list[str]:
