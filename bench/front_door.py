@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import urllib3
 
@@ -102,9 +103,14 @@ def _raw_rate(s3: S3Settings, bodies: list[bytes], clients: int) -> float:
     try:
         return _rate(bodies, clients, put)
     finally:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                client.delete_object(Bucket=s3.bucket, Key=item["Key"])
+        _delete_under(client, s3.bucket, prefix)
+
+
+def _delete_under(client: Any, bucket: str, prefix: str) -> None:
+    """Delete every object under ``prefix``: a run stores gigabytes, which the next would find the disk short of."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=item["Key"])
 
 
 def measure(paths: list[Path], *, clients: int = 32, uploads: int = 64, runs: int = 3) -> dict:
@@ -139,6 +145,9 @@ def measure(paths: list[Path], *, clients: int = 32, uploads: int = 64, runs: in
                     print(f"  round {round_number + 1}, {method}: {rate:.1f} uploads/s", flush=True)
         finally:
             gateway.stop()
+            client = s3_client(s3)
+            for prefix in ("originals", "tus", "incoming"):
+                _delete_under(client, s3.bucket, f"{prefix}/{photographer}/")
     raw = rates["raw S3 PUT"]
     ratios = {method: [rate / base for rate, base in zip(rates[method], raw, strict=True)] for method in GOALS}
     megabytes = statistics.mean(path.stat().st_size for path in paths) / 1e6
