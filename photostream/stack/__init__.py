@@ -101,6 +101,7 @@ class Stack:
             server.process.wait_ready(server.answers, self.settings.start_timeout)
             report[server.name] = Status(server.name, State.STARTED, server.endpoint, server.process.pid())
         self.s3.ensure_bucket()
+        self.s3.wait_serving(self.settings.start_timeout)
         return [report[server.name] for server in self.servers] + [self._clickhouse_status()]
 
     def down(self, only: Collection[str] | None = None) -> list[Status]:

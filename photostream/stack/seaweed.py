@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -27,6 +28,8 @@ from photostream.stack.process import ManagedProcess, StackError, port_open
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+# Written and read back to tell that the server serves objects, not only their names.
+PROBE_KEY = "stack/probe"
 
 
 def _weed_binary() -> str:
@@ -93,6 +96,27 @@ class SeaweedS3:
         except StoreError as exc:
             # Not fatal: uploads work without it; what a crash leaves behind just stays.
             log.warning("the S3 server refused the bucket's lifecycle rules: %s", exc)
+
+    def wait_serving(self, timeout: float) -> None:
+        """Wait until an object can be written and read back.
+
+        After a restart, SeaweedFS lists buckets and keys before its volume server has told the
+        master which volumes it holds, and until then reading an object stored before the restart
+        answers 500 (``make run`` failed on its saved API key that way). Writing needs the same
+        volumes known, so a write read back means every stored object can be read.
+        """
+        client = s3_client(self.s3, endpoint_url=self.endpoint, timeout=3.0)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client.put_object(Bucket=self.s3.bucket, Key=PROBE_KEY, Body=b"probe")
+                client.get_object(Bucket=self.s3.bucket, Key=PROBE_KEY)["Body"].read()
+                client.delete_object(Bucket=self.s3.bucket, Key=PROBE_KEY)
+                return
+            except (BotoCoreError, ClientError) as exc:
+                if time.monotonic() > deadline:
+                    raise StackError(f"the S3 server does not serve objects within {timeout:.0f}s: {exc}") from exc
+                time.sleep(0.25)
 
     def _identities(self) -> str:
         return json.dumps(
