@@ -94,7 +94,7 @@ async def check_invariant(
     }
     unfinished = [u for u in accepted if u not in finals] + sorted(set(completed) - ready_ids)
     if unfinished:
-        await explain_unfinished(sinks, local_stack, photographer, unfinished, ready_reader)
+        await explain_unfinished(gateway, key, sinks, local_stack, photographer, unfinished, ready_reader)
     return counts
 
 
@@ -113,24 +113,28 @@ def notable_lines(log: str, limit: int = 80) -> str:
     return "\n".join(lines[-limit:])
 
 
-async def explain_unfinished(sinks, local_stack, photographer: str, unfinished: list[str], ready_reader) -> None:
-    """Print how far each unfinished upload got, and what the sinks logged, so a failure says where it stopped."""
+async def explain_unfinished(
+    gateway, key: str, sinks, local_stack, photographer: str, unfinished: list[str], ready_reader
+) -> None:
+    """Print how far each unfinished upload got, and what the sinks logged, so a failure says where it stopped.
+
+    The status reads the rows of the upload's own ``received_at`` (the ledger's): the rows' times are printed
+    beside it, since rows of another incarnation of the upload would leave the status ``queued`` for ever.
+    """
     ready_reader.poll_until(lambda r: False, 5)  # whatever ImageReady came late
     ready_ids = {str(e.upload_id) for e in ready_reader.of(PHOTO_READY, {photographer}) if isinstance(e, ImageReady)}
     reader = sinks.reader()
     try:
-        rows = {
-            table: {
-                str(upload_id)
-                for (upload_id,) in (
-                    await reader.query(
-                        f"SELECT DISTINCT upload_id FROM {DB}.{table} WHERE photographer_id = {{photographer:String}}",
-                        {"photographer": photographer},
-                    )
-                ).rows
-            }
-            for table in ("images", "ready")
-        }
+        rows: dict[str, dict[str, list[str]]] = {}
+        for table in ("images", "ready"):
+            rows[table] = {}
+            answer = await reader.query(
+                f"SELECT upload_id, toString(received_at) FROM {DB}.{table} "
+                "WHERE photographer_id = {photographer:String}",
+                {"photographer": photographer},
+            )
+            for upload_id, received_at in answer.rows:
+                rows[table].setdefault(str(upload_id), []).append(received_at)
     finally:
         await reader.close()
     store = ObjectStore(local_stack.s3)
@@ -140,10 +144,13 @@ async def explain_unfinished(sinks, local_stack, photographer: str, unfinished: 
         store.close()
     print(f"\n{len(unfinished)} uploads did not end; how far each got:")
     for upload_id in unfinished:
-        variants = sum(1 for key in stored if f"/{upload_id}/" in key)
+        response = await gateway.get(f"/v1/uploads/{upload_id}", headers=auth(key))
+        status = await response.json() if response.status == 200 else {}
+        variants = sum(1 for name in stored if f"/{upload_id}/" in name)
         print(
-            f"  {upload_id}: image row {upload_id in rows['images']}, variants in S3 {variants}, "
-            f"ImageReady {upload_id in ready_ids}, ready row {upload_id in rows['ready']}"
+            f"  {upload_id}: status {response.status} {status.get('status')} (ledger received_at "
+            f"{status.get('received_at')}), image rows {rows['images'].get(upload_id)}, variants in S3 {variants}, "
+            f"ImageReady {upload_id in ready_ids}, ready rows {rows['ready'].get(upload_id)}"
         )
     print(f"sinks' warnings and errors:\n{notable_lines(sinks.logs_in_full())}")
 
