@@ -553,7 +553,10 @@ class Gateway:
 
     async def _publish_once(self, event: UploadReceived) -> bool:
         """Publish ``event`` unless a concurrent request of this gateway published the same upload."""
-        return await self.originals.publish_once(str(event.upload_id), lambda: self.services.events.publish(event))
+        upload_id = str(event.upload_id)
+        return await self.originals.publish_once(
+            upload_id, lambda: self.services.events.publish(event), lambda: self.acknowledged(upload_id)
+        )
 
     def _batch_response(self, batch: _Batch) -> web.Response:
         body: dict[str, Any] = {"uploads": batch.results}

@@ -7,13 +7,16 @@ process still holds it (that one may be about to publish it); the caller also ch
 that the upload was never acknowledged before. Storing and deleting one upload id take
 the same lock, so a delete cannot land between another request's checks and its write.
 
-The same count makes two requests with the same photo at once publish it once (``publish_once``).
-Requests on other gateway instances are not counted here: see docs/decisions.md.
+The same count makes two requests with the same photo at once publish it once (``publish_once``),
+and a short memory of what this process published covers a twin that read no record just before
+the first request saved it and let go. Requests on other gateway instances are not counted here:
+see docs/decisions.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,9 +34,12 @@ class _Entry:
 class HeldOriginals:
     """Per upload id: the requests of this process that hold its original."""
 
+    RECENTLY_PUBLISHED = 4096  # upload ids whose publish is remembered after every request let go of them
+
     def __init__(self) -> None:
         """Start with nothing held."""
         self._entries: dict[str, _Entry] = {}
+        self._recently_published: OrderedDict[str, None] = OrderedDict()
 
     def holders(self, upload_id: str) -> int:
         """How many requests hold the original of ``upload_id``."""
@@ -64,13 +70,23 @@ class HeldOriginals:
             entry.holders += 1
             await write()
 
-    async def publish_once(self, upload_id: str, publish: Callable[[], Awaitable[None]]) -> bool:
-        """Run ``publish`` unless another request of this process, holding the same original, already did.
+    async def publish_once(
+        self,
+        upload_id: str,
+        publish: Callable[[], Awaitable[None]],
+        acknowledged: Callable[[], Awaitable[bool]],
+    ) -> bool:
+        """Run ``publish`` unless another request of this process already published the same upload.
 
         Two requests with the same photo at once (a client's retry of a request still in flight, the same
         file twice in a folder) both find no record when they admit it. Their publishes take turns, so the
         later one learns that the event went out and answers ``existing`` instead of publishing a second
         upload with its own ``received_at``. The caller must hold the original (``store``) meanwhile.
+
+        The later one may also arrive only after the first saved its record and let go of the original,
+        which forgets the entry. For an upload this process published recently, ``acknowledged`` (does
+        the ledger hold its record?) decides: a record means the event went out; none means it failed or
+        the upload was deleted since, and it is published again. Other uploads skip that lookup.
 
         Returns:
             Whether ``publish`` ran and returned (it may raise; then a twin waiting here publishes itself).
@@ -78,9 +94,18 @@ class HeldOriginals:
         async with self._locked(upload_id, publishing=True) as entry:
             if entry.published:
                 return False
+            if upload_id in self._recently_published and await acknowledged():
+                return False
             await publish()
             entry.published = True
+            self._remember_published(upload_id)
             return True
+
+    def _remember_published(self, upload_id: str) -> None:
+        self._recently_published[upload_id] = None
+        self._recently_published.move_to_end(upload_id)
+        while len(self._recently_published) > self.RECENTLY_PUBLISHED:
+            self._recently_published.popitem(last=False)
 
     def release(self, upload_id: str) -> None:
         """End a hold whose upload was acknowledged: the original stays."""

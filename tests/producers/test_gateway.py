@@ -23,7 +23,7 @@ from photostream.objectstore import STAGING_PREFIX, ObjectStore, StoreUnavailabl
 from photostream.topics import ensure_topics
 from photostream.warehouse import QueryUnavailable
 from producers.gateway import create_app
-from producers.ledger import original_key, pending_key, upload_id_for
+from producers.ledger import UploadLedger, original_key, pending_key, upload_id_for
 from producers.status import Progress
 from schemas.events import ImageReady
 from schemas.serde import EventSerde
@@ -660,3 +660,46 @@ async def test_the_same_photo_in_two_requests_at_once_is_published_once(
     [event] = consume_uploads(local_stack.kafka.bootstrap_servers, photographer, expected=1)
     assert str(event.upload_id) == answers[0]["upload_id"]
     assert await originals_of(real.store, photographer) == ([kept], [], [])
+
+
+class LateLedger(UploadLedger):
+    """The real ledger, whose second ``find`` reads the record, then answers only once ``answer`` is set."""
+
+    def __init__(self, store) -> None:
+        super().__init__(store)
+        self.finds, self.read, self.answer = 0, asyncio.Event(), asyncio.Event()
+
+    async def find(self, upload_id: str):
+        self.finds += 1
+        found = await super().find(upload_id)
+        if self.finds == 2:
+            self.read.set()
+            await self.answer.wait()
+        return found
+
+
+async def test_a_twin_that_found_no_record_before_the_first_ended_is_not_published_again(
+    aiohttp_client, settings, local_stack, topics, unique_name
+):
+    # The same file twice in a folder sent in parallel, the second a little later: it reads no record while
+    # the first is publishing, and stores and publishes once the first request has ended and let go of it.
+    photographer = unique_name("ph")
+    photo = jpeg(color=(2, 8, 5))
+    real = gateway_services(local_stack.kafka, local_stack.s3, settings)
+    events, ledger = HeldEvents(real.events), LateLedger(real.store)
+    client = await aiohttp_client(create_app(settings, dataclasses.replace(real, events=events, ledger=ledger)))
+    key = await real.keys.create(photographer)
+
+    first = asyncio.create_task(client.post("/v1/uploads", data=form(("a.jpg", photo)), headers=auth(key)))
+    while events.sent == 0:  # the first is publishing
+        await asyncio.sleep(0.01)
+    second = asyncio.create_task(client.post("/v1/uploads", data=form(("copy-of-a.jpg", photo)), headers=auth(key)))
+    await asyncio.wait_for(ledger.read.wait(), 30)  # the second read no record
+    events.release.set()
+    assert (await first).status == 202  # published, saved, and the original let go
+    ledger.answer.set()
+    answers = [(await (await request).json())["uploads"][0] for request in (first, second)]
+    assert answers[1]["upload_id"] == answers[0]["upload_id"]
+    assert [bool(answer.get("existing")) for answer in answers] == [False, True]
+    [event] = consume_uploads(local_stack.kafka.bootstrap_servers, photographer, expected=1)
+    assert str(event.upload_id) == answers[0]["upload_id"]

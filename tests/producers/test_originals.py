@@ -96,3 +96,60 @@ async def test_a_failing_delete_still_ends_the_hold():
         await held.discard("u", deleter(bucket, "k"))
     assert held._entries == {}
     assert await bucket.list_keys("") == ["k"]
+
+
+class Publisher:
+    """Counts publishes, and answers whether the ledger holds a record as ``recorded`` says."""
+
+    def __init__(self) -> None:
+        self.sent, self.lookups, self.recorded = 0, 0, False
+
+    async def publish(self) -> None:
+        self.sent += 1
+
+    async def acknowledged(self) -> bool:
+        self.lookups += 1
+        return self.recorded
+
+
+async def publish_and_let_go(held: HeldOriginals, upload_id: str, publisher: Publisher) -> bool:
+    await held.store(upload_id, writer(MemoryObjectStore(), upload_id))
+    try:
+        return await held.publish_once(upload_id, publisher.publish, publisher.acknowledged)
+    finally:
+        held.release(upload_id)
+
+
+async def test_a_photo_published_and_let_go_is_not_published_again_while_its_record_stands():
+    held, publisher = HeldOriginals(), Publisher()
+    assert await publish_and_let_go(held, "u", publisher)
+    assert held._entries == {}, "the first request let go of it"
+    publisher.recorded = True
+    assert not await publish_and_let_go(held, "u", publisher)
+    assert (publisher.sent, publisher.lookups) == (1, 1)
+
+
+async def test_a_photo_whose_record_is_gone_is_published_again():
+    # Its first publish failed after the event went out, or the photographer deleted it since.
+    held, publisher = HeldOriginals(), Publisher()
+    assert await publish_and_let_go(held, "u", publisher)
+    assert await publish_and_let_go(held, "u", publisher)
+    assert publisher.sent == 2
+
+
+async def test_a_photo_this_process_never_published_is_published_without_a_lookup():
+    held, publisher = HeldOriginals(), Publisher()
+    publisher.recorded = True  # another gateway instance published it: not this process's to know
+    assert await publish_and_let_go(held, "u", publisher)
+    assert (publisher.sent, publisher.lookups) == (1, 0)
+
+
+async def test_only_the_most_recent_publishes_are_remembered(monkeypatch):
+    monkeypatch.setattr(HeldOriginals, "RECENTLY_PUBLISHED", 2)
+    held, publisher = HeldOriginals(), Publisher()
+    for upload_id in ("a", "b", "c"):
+        await publish_and_let_go(held, upload_id, publisher)
+    publisher.recorded = True
+    assert await publish_and_let_go(held, "a", publisher), "forgotten: published without a lookup"
+    assert not await publish_and_let_go(held, "c", publisher)
+    assert (publisher.sent, publisher.lookups) == (4, 1)
