@@ -16,10 +16,11 @@ see docs/decisions.md.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+
+from cachetools import LRUCache
 
 
 @dataclass
@@ -39,7 +40,7 @@ class HeldOriginals:
     def __init__(self) -> None:
         """Start with nothing held."""
         self._entries: dict[str, _Entry] = {}
-        self._recently_published: OrderedDict[str, None] = OrderedDict()
+        self._recently_published: LRUCache[str, bool] = LRUCache(maxsize=self.RECENTLY_PUBLISHED)
 
     def holders(self, upload_id: str) -> int:
         """How many requests hold the original of ``upload_id``."""
@@ -98,14 +99,8 @@ class HeldOriginals:
                 return False
             await publish()
             entry.published = True
-            self._remember_published(upload_id)
+            self._recently_published[upload_id] = True
             return True
-
-    def _remember_published(self, upload_id: str) -> None:
-        self._recently_published[upload_id] = None
-        self._recently_published.move_to_end(upload_id)
-        while len(self._recently_published) > self.RECENTLY_PUBLISHED:
-            self._recently_published.popitem(last=False)
 
     def release(self, upload_id: str) -> None:
         """End a hold whose upload was acknowledged: the original stays."""
