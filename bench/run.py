@@ -59,6 +59,12 @@ def main() -> None:
     parser.add_argument("--gateway-uploads", type=int, default=64, help="uploads per way in each front-door round")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients at the front door")
     parser.add_argument(
+        "--front-door-runs",
+        type=int,
+        default=5,
+        help="rounds at the front door: a round is two minutes, and its ratios move more between rounds than the rest",
+    )
+    parser.add_argument(
         "--analytics", choices=("full", "quick", "skip"), default="full", help="the analytics section's scale"
     )
     args = parser.parse_args()
@@ -101,7 +107,7 @@ def measure(args: argparse.Namespace, photos: PhotoSet) -> None:
             pipeline[key].append(run)
     print("the front door: POST, tus and direct against raw S3 PUT...", flush=True)
     gateway = front_door.measure(
-        list(production_sized()), clients=args.clients, uploads=args.gateway_uploads, runs=args.runs
+        list(production_sized()), clients=args.clients, uploads=args.gateway_uploads, runs=args.front_door_runs
     )
     print("live progress: ImageReady on Kafka to the SSE event...", flush=True)
     gateway["live"] = live_latency.measure(paths)
