@@ -1,9 +1,11 @@
 """The front door: the three ways to upload against raw S3 PUTs of the same photos, side by side.
 
 One gateway process on the running stack; ``clients`` uploads at once, each method in turn, the
-order rotated from round to round so that a machine getting busier does not favour one. Every
-upload is distinct content (a few random bytes after the JPEG's end, which decoders ignore): the
-gateway answers a repeat from its ledger without storing anything.
+order rotated from round to round so that a machine getting busier does not favour one. Each
+method starts from a settled store (``_settle``) and makes ``WARM_UP`` untimed uploads before its
+timed ones, so that none pays for the one before it. Every upload is distinct content (a few
+random bytes after the JPEG's end, which decoders ignore): the gateway answers a repeat from its
+ledger without storing anything.
 
 - raw S3 PUT: the bytes straight to the store with boto3, the ceiling.
 - raw S3 PUT, SHA-256: the same, through a URL presigned for the file's SHA-256 as the direct path
