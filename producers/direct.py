@@ -8,11 +8,14 @@ declared length and SHA-256, so a server that checks signatures and checksums (A
 SeaweedFS, MinIO) refuses any other bytes. Those bytes can only be the content the upload's id
 is derived from, so the URL is for the original's own key: nothing is copied afterwards. The
 upload's pending marker is written first, as for every original, so the staging sweep removes
-an original whose upload is never completed. A file over ``direct_put_max_bytes`` (S3's 5 GiB
+an original whose upload is never completed; the declaration is that marker's body, so declaring
+costs one write and completing one read. A file over ``direct_put_max_bytes`` (S3's 5 GiB
 single-PUT limit) gets one presigned URL per part of a multipart upload instead (``parts``);
 parts are not bound to the file's hash, so they go to the staging area,
 ``incoming/<photographer>/<upload id>.direct``, and are copied to the original's key once
-admitted. The declaration waits beside them (``incoming/<photographer>/<upload id>.direct.json``).
+admitted. Their declaration waits beside them (``incoming/<photographer>/<upload id>.direct.json``):
+admitting them writes the original's marker, empty, before the copy, and a retry after a failed
+publish still needs the declaration.
 
 ``complete`` checks that the object is there with the declared size and that its first bytes
 are an image (a ranged GET: the gateway never reads the whole file), then hands it to the path
@@ -25,6 +28,7 @@ file's hash).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -52,7 +56,10 @@ def _staged_key(photographer_id: str, upload_id: str) -> str:
     return staging_key(photographer_id, f"{upload_id}.direct")
 
 
-def _declaration_key(photographer_id: str, upload_id: str) -> str:
+def _declaration_key(photographer_id: str, upload_id: str, *, in_place: bool) -> str:
+    """Where the declaration waits: in the original's pending marker for one PUT, beside the parts otherwise."""
+    if in_place:
+        return pending_key(photographer_id, upload_id)
     return f"{_staged_key(photographer_id, upload_id)}.json"
 
 
@@ -145,8 +152,6 @@ class DirectUploads:
         multipart_id = None
         size = declared["size"]
         if in_place:
-            # The marker first: an original whose upload is never completed is the sweep's.
-            await self.store.put(pending_key(photographer_id, upload_id), b"", content_type="text/plain")
             url, headers = self.store.presign_put(key, expires_in, size=size, sha256=bytes.fromhex(declared["sha256"]))
             answer |= {"url": url, "headers": headers}
         else:
@@ -163,7 +168,9 @@ class DirectUploads:
                 for number, offset in enumerate(range(0, size, part), start=1)
             ]
         record = {**declared, "created_at": now.isoformat(), "multipart_id": multipart_id, "in_place": in_place}
-        await self.store.put_json(_declaration_key(photographer_id, upload_id), record)
+        # For one PUT this is the original's pending marker, written before the client has the URL: an original
+        # whose upload is never completed is the sweep's.
+        await self.store.put_json(_declaration_key(photographer_id, upload_id, in_place=in_place), record)
         log.info("direct upload of %s declared (%d bytes)", declared["filename"], size)
         return web.json_response(answer, status=201)
 
@@ -172,18 +179,16 @@ class DirectUploads:
         photographer_id = await self.gateway.photographer(request)
         upload_id = upload_id_in(request, kind="direct upload")
         with upload_context(photographer_id=photographer_id, upload_id=upload_id):
-            try:
-                declared = await self.store.get_json(_declaration_key(photographer_id, upload_id))
-            except ObjectMissing:
+            declared = await self._declared(photographer_id, upload_id)
+            if declared is None:
                 if await self._acknowledged(photographer_id, upload_id):  # a retry of a complete that worked
                     return self._answer(upload_id, declared=None, existing=True)
-                raise problems.not_found(
-                    f"no direct upload {upload_id}: declare it with POST /v1/uploads/direct first"
-                ) from None
-            key = _bytes_key(photographer_id, upload_id, in_place=bool(declared.get("in_place")))
+                raise problems.not_found(f"no direct upload {upload_id}: declare it with POST /v1/uploads/direct first")
+            in_place = bool(declared.get("in_place"))
+            key = _bytes_key(photographer_id, upload_id, in_place=in_place)
             if declared["multipart_id"]:
                 await self._assemble(MultipartUpload(key, declared["multipart_id"]))
-            staged = await self._check(key, declared, _declaration_key(photographer_id, upload_id))
+            staged = await self._check(key, declared, _declaration_key(photographer_id, upload_id, in_place=in_place))
             try:
                 result = await self.gateway.accept_one(
                     photographer_id,
@@ -196,10 +201,28 @@ class DirectUploads:
                 )
             except problems.ProblemError as refused:
                 if refused.problem.status < 500:  # refused for good (the quota): the sweep takes an original in place
-                    await self._forget(photographer_id, upload_id, declared)
+                    await self._forget(photographer_id, upload_id, declared, refused=True)
                 raise
-            await self._forget(photographer_id, upload_id, declared)
-            return self._answer(upload_id, declared=declared, existing=bool(result.get("existing")))
+            existing = bool(result.get("existing"))
+            if existing or not in_place:  # an original in place published here was unmarked on its acknowledgement
+                await self._forget(photographer_id, upload_id, declared)
+            return self._answer(upload_id, declared=declared, existing=existing)
+
+    async def _declared(self, photographer_id: str, upload_id: str) -> dict[str, Any] | None:
+        """The declaration of an upload not yet completed, wherever it waits; None when there is none.
+
+        An empty pending marker is an original's mark and nothing more: a POST or tus upload of the same
+        content wrote it over the declaration, or a refused complete dropped the declaration from it.
+        """
+        for in_place in (True, False):
+            try:
+                body = await self.store.get(_declaration_key(photographer_id, upload_id, in_place=in_place))
+            except ObjectMissing:
+                continue
+            if body:
+                declared: dict[str, Any] = json.loads(body)
+                return declared
+        return None
 
     async def _acknowledged(self, photographer_id: str, upload_id: str) -> bool:
         record = await self.gateway.services.ledger.find(upload_id)
@@ -257,10 +280,25 @@ class DirectUploads:
             raise problems.ProblemError(self.gateway.rejection_problem(rejection, declared["filename"])) from None
         return StagedOriginal(content_type, size, declared["sha256"])
 
-    async def _forget(self, photographer_id: str, upload_id: str, declared: dict[str, Any]) -> None:
-        """Remove the declaration, and the staged bytes of a multipart upload (an original in place stays)."""
-        await self._remove(_declaration_key(photographer_id, upload_id))
-        if not declared.get("in_place"):
+    async def _forget(
+        self, photographer_id: str, upload_id: str, declared: dict[str, Any], *, refused: bool = False
+    ) -> None:
+        """Remove the declaration, and the staged bytes of a multipart upload (an original in place stays).
+
+        The declaration of an original in place is its pending marker: one ``refused`` (the quota) stays
+        a marker, emptied, so that the sweep removes the original and the client declares again (on
+        the day it is let in, not the day it was refused on).
+        """
+        in_place = bool(declared.get("in_place"))
+        key = _declaration_key(photographer_id, upload_id, in_place=in_place)
+        if in_place and refused:
+            try:
+                await self.store.put(key, b"", content_type="text/plain")
+            except StoreError as exc:
+                log.warning("could not empty the pending marker %s: %s", key, exc)
+            return
+        await self._remove(key)
+        if not in_place:
             await self._remove(_staged_key(photographer_id, upload_id))
 
     async def _remove(self, key: str) -> None:

@@ -130,6 +130,8 @@ async def test_a_file_that_is_not_an_image_is_refused_at_complete_and_removed(cl
     body = await problem(await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key)), 415)
     assert "notes.jpg" in body["detail"]
     assert await staged(client, name) == []
+    assert not await client.services.store.exists(pending_key(name, answer["upload_id"]))
+    assert not await client.services.store.exists(original_key(name, answer["upload_id"]))
     await problem(await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key)), 404)
 
 
@@ -155,6 +157,45 @@ async def test_the_daily_quota_applies_at_the_declaration(make_client, settings,
     refused = await client.post("/v1/uploads/direct", json=declaration(noisy_jpeg(0.1)), headers=auth(key))
     await problem(refused, 429)
     assert int(refused.headers["Retry-After"]) > 0
+
+
+async def test_a_complete_refused_for_the_quota_leaves_the_original_to_the_sweep_and_asks_for_a_new_declaration(
+    make_client, settings, unique_name
+):
+    client = await make_client(settings.model_copy(update={"daily_quota": 1}))
+    name = unique_name("ph")
+    key = await client.services.keys.create(name)
+    first, second = noisy_jpeg(0.1), noisy_jpeg(0.1)
+    # Both declared while the day's one slot is free; the first to complete takes it.
+    answers = [await declare(client, key, declaration(photo)) for photo in (first, second)]
+    for answer, photo in zip(answers, (first, second), strict=True):
+        assert put(answer["url"], photo, answer["headers"]).status_code == 200
+    assert (await client.post(f"/v1/uploads/{answers[0]['upload_id']}/complete", headers=auth(key))).status == 202
+    refused = answers[1]["upload_id"]
+    await problem(await client.post(f"/v1/uploads/{refused}/complete", headers=auth(key)), 429)
+    # The original stays marked for the sweep, but the declaration is gone with the refusal: a complete
+    # tried again is not refused for the day it was declared on, it is told to declare again.
+    assert await client.services.store.get(pending_key(name, refused)) == b""
+    assert await client.services.store.exists(original_key(name, refused))
+    await problem(await client.post(f"/v1/uploads/{refused}/complete", headers=auth(key)), 404)
+
+
+async def test_the_same_photo_posted_between_declaration_and_complete_is_one_upload(client, photographer, local_stack):
+    name, key = photographer
+    photo = noisy_jpeg(0.1)
+    answer = await declare(client, key, declaration(photo))
+    assert put(answer["url"], photo, answer["headers"]).status_code == 200
+    posted = await client.post("/v1/uploads", data=form(("a.jpg", photo)), headers=auth(key))
+    [item] = (await posted.json())["uploads"]
+    assert item["upload_id"] == answer["upload_id"]
+    # The POST's acknowledgement removed the pending marker that held the declaration.
+    assert not await client.services.store.exists(pending_key(name, answer["upload_id"]))
+    done = await client.post(f"/v1/uploads/{answer['upload_id']}/complete", headers=auth(key))
+    assert done.status == 202, await done.text()
+    assert (await done.json())["existing"] is True
+    [event] = consume_uploads(local_stack.kafka.bootstrap_servers, name, 1)
+    assert str(event.upload_id) == answer["upload_id"]
+    assert await client.services.store.get(original_key(name, answer["upload_id"])) == photo
 
 
 async def test_another_photographer_cannot_complete_it(client, photographer, unique_name):
