@@ -17,6 +17,7 @@ original could not be deleted) is overwritten by the retry, not stored beside it
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -101,6 +102,47 @@ class UploadRecord:
         )
 
 
+@dataclass
+class _Day:
+    """One photographer's uploads on one UTC day, as this process counts them against the quota.
+
+    The count is the ids the last listing showed plus the ids this process took that the listing does
+    not show yet, kept as a set of their own so that counting costs nothing however many there are:
+    one photographer sends thousands a day.
+    """
+
+    listed: frozenset[str] = frozenset()
+    listed_at: float = -math.inf  # time.monotonic() of the listing
+    # Upload ids this process reserved (False) or saved (True): a listing may not show them yet.
+    local: dict[str, bool] = field(default_factory=dict)
+    unlisted: set[str] = field(default_factory=set)  # the ids of ``local`` that ``listed`` lacks
+
+    def relist(self, ids: frozenset[str]) -> None:
+        """Take a new listing of the day's quota markers."""
+        self.listed, self.listed_at = ids, time.monotonic()
+        self.unlisted = {upload_id for upload_id in self.local if upload_id not in ids}
+
+    def used(self) -> int:
+        """Slots taken: every gateway's listed uploads and this process's own."""
+        return len(self.listed) + len(self.unlisted)
+
+    def knows(self, upload_id: str) -> bool:
+        """Whether the id holds a slot already (listed, or taken here)."""
+        return upload_id in self.local or upload_id in self.listed
+
+    def take(self, upload_id: str, *, saved: bool) -> None:
+        """Count the id as reserved here, or as saved (a saved id stays counted)."""
+        self.local[upload_id] = saved or self.local.get(upload_id, False)
+        if upload_id not in self.listed:
+            self.unlisted.add(upload_id)
+
+    def give_back(self, upload_id: str) -> None:
+        """Uncount an id reserved here and not saved."""
+        if self.local.get(upload_id) is False:
+            del self.local[upload_id]
+            self.unlisted.discard(upload_id)
+
+
 class UploadLedger:
     """Reads and writes upload records and quota markers, and hands out quota slots.
 
@@ -115,10 +157,7 @@ class UploadLedger:
         """Use ``store``'s bucket; quota markers are re-listed at most every ``quota_cache_seconds``."""
         self._store = store
         self._quota_cache_seconds = quota_cache_seconds
-        self._listed: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
-        # Upload ids this process reserved (False) or saved (True), per (photographer, day):
-        # a listing may not show them yet.
-        self._local: dict[tuple[str, str], dict[str, bool]] = {}
+        self._days: dict[tuple[str, str], _Day] = {}
 
     @staticmethod
     def _record_key(upload_id: str) -> str:
@@ -149,33 +188,29 @@ class UploadLedger:
         await self._store.put(
             f"quota/{day}/{record.photographer_id}/{record.upload_id}", b"", content_type="text/plain"
         )
-        self._local.setdefault((record.photographer_id, day), {})[record.upload_id] = True
+        self._day(record.photographer_id, day).take(record.upload_id, saved=True)
         return True
 
-    async def _listed_ids(self, photographer_id: str, day: str) -> frozenset[str]:
-        self._forget_other_days(day)
-        cached = self._listed.get((photographer_id, day))
-        if cached and time.monotonic() - cached[0] < self._quota_cache_seconds:
-            return cached[1]
-        prefix = f"quota/{day}/{photographer_id}/"
-        ids = frozenset(key[len(prefix) :] for key in await self._store.list_keys(prefix))
-        self._listed[(photographer_id, day)] = (time.monotonic(), ids)
-        return ids
-
-    def _forget_other_days(self, day: str) -> None:
+    def _day(self, photographer_id: str, day: str) -> _Day:
         # Counts of past days are never asked again; keep memory to about one day's uploads.
-        for entries in (self._listed, self._local):
-            for stale in [key for key in entries if key[1] < day]:
-                del entries[stale]
+        for stale in [key for key in self._days if key[1] < day]:
+            del self._days[stale]
+        return self._days.setdefault((photographer_id, day), _Day())
 
-    def _used(self, photographer_id: str, day: str, listed: frozenset[str]) -> int:
-        local = self._local.get((photographer_id, day), {})
-        return len(listed) + sum(1 for upload_id in local if upload_id not in listed)
+    async def _listed_day(self, photographer_id: str, day: str) -> _Day:
+        """The day's count, with a listing of the quota markers at most ``quota_cache_seconds`` old."""
+        counted = self._day(photographer_id, day)
+        if time.monotonic() - counted.listed_at >= self._quota_cache_seconds:
+            prefix = f"quota/{day}/{photographer_id}/"
+            ids = frozenset(key[len(prefix) :] for key in await self._store.list_keys(prefix))
+            counted = self._day(photographer_id, day)  # the same, unless the day was dropped meanwhile
+            counted.relist(ids)
+        return counted
 
     async def accepted_today(self, photographer_id: str, now: datetime | None = None) -> int:
         """Uploads the photographer had accepted (or has in flight here) today (UTC), across all gateways."""
         day = f"{(now or datetime.now(UTC)):%Y-%m-%d}"
-        return self._used(photographer_id, day, await self._listed_ids(photographer_id, day))
+        return (await self._listed_day(photographer_id, day)).used()
 
     async def reserve(self, photographer_id: str, upload_id: str, received_at: datetime, quota: int) -> bool:
         """Take one of the day's ``quota`` slots for ``upload_id``; False when none is left.
@@ -183,19 +218,17 @@ class UploadLedger:
         Taking the same id twice uses one slot. Give the slot back with ``release`` if the
         upload is not saved after all.
         """
-        day = f"{received_at:%Y-%m-%d}"
-        listed = await self._listed_ids(photographer_id, day)
+        counted = await self._listed_day(photographer_id, f"{received_at:%Y-%m-%d}")
         # From here on no await: the check and the reservation are one step for the event loop.
-        local = self._local.setdefault((photographer_id, day), {})
-        if upload_id in local or upload_id in listed:
+        if counted.knows(upload_id):
             return True
-        if self._used(photographer_id, day, listed) >= quota:
+        if counted.used() >= quota:
             return False
-        local[upload_id] = False
+        counted.take(upload_id, saved=False)
         return True
 
     def release(self, photographer_id: str, upload_id: str, received_at: datetime) -> None:
         """Give back a slot taken by ``reserve``, unless the upload was saved meanwhile (then it counts)."""
-        local = self._local.get((photographer_id, f"{received_at:%Y-%m-%d}"), {})
-        if local.get(upload_id) is False:
-            del local[upload_id]
+        counted = self._days.get((photographer_id, f"{received_at:%Y-%m-%d}"))
+        if counted is not None:
+            counted.give_back(upload_id)
