@@ -16,9 +16,16 @@ if TYPE_CHECKING:
 
 
 def s3_client(
-    settings: S3Settings, *, endpoint_url: str | None = None, timeout: float = 10.0, max_pool_connections: int = 10
+    settings: S3Settings,
+    *,
+    endpoint_url: str | None = None,
+    timeout: float | None = None,
+    max_pool_connections: int = 10,
 ) -> Any:
-    """A boto3 S3 client for the configured endpoint and credentials (path-style addressing)."""
+    """A boto3 S3 client for the configured endpoint and credentials (path-style addressing).
+
+    ``timeout`` replaces both of the settings' timeouts (connect and read), for a probe or a tool.
+    """
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url or settings.endpoint_url,
@@ -26,8 +33,8 @@ def s3_client(
         aws_secret_access_key=settings.secret_access_key.get_secret_value(),
         region_name=settings.region,
         config=Config(
-            connect_timeout=timeout,
-            read_timeout=timeout,
+            connect_timeout=timeout or settings.connect_timeout,
+            read_timeout=timeout or settings.read_timeout,
             retries={"max_attempts": 3, "mode": "standard"},
             max_pool_connections=max_pool_connections,
             s3={"addressing_style": "path"},

@@ -84,6 +84,10 @@ class S3Settings(BaseSettings):
     secret_access_key: SecretStr = SecretStr(LOCAL_S3_SECRET_ACCESS_KEY)
     region: str = "us-east-1"
     bucket: str = "photostream"
+    # A store that is down refuses or never answers the connection: found out fast. One that is busy
+    # takes its time over a 50 MB PUT under load; giving up then costs the client the whole resend.
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=60.0, gt=0)
 
 
 class ClickHouseSettings(BaseSettings):

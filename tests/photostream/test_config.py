@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from photostream.clients import redact_dsn
+from photostream.clients import redact_dsn, s3_client
 from photostream.config import (
     ClickHouseSettings,
     GatewaySettings,
@@ -90,3 +90,15 @@ def test_min_insync_replicas_follows_the_replication_factor():
     assert KafkaSettings(replication_factor=3, min_insync_replicas=3).min_isr == 3
     with pytest.raises(ValidationError, match="cannot exceed"):
         KafkaSettings(replication_factor=1, min_insync_replicas=2)
+
+
+def test_s3_timeouts_come_from_the_environment_unless_a_caller_sets_one(monkeypatch):
+    monkeypatch.setenv("S3_CONNECT_TIMEOUT", "2.5")
+    monkeypatch.setenv("S3_READ_TIMEOUT", "90")
+    config = s3_client(S3Settings()).meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2.5, 90)
+    probe = s3_client(S3Settings(), timeout=3).meta.config
+    assert (probe.connect_timeout, probe.read_timeout) == (3, 3)
+    monkeypatch.setenv("S3_READ_TIMEOUT", "0")
+    with pytest.raises(ValidationError):
+        S3Settings()
