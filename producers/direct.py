@@ -193,7 +193,7 @@ class DirectUploads:
                 result = await self.gateway.accept_one(
                     photographer_id,
                     staged,
-                    StoredFile(self.store, key, in_place=bool(declared.get("in_place"))),
+                    StoredFile(self.store, key, in_place=in_place),
                     raw_name=declared["filename"],
                     received_at=datetime.fromisoformat(declared["created_at"]),
                     title=declared["title"],
