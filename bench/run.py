@@ -56,13 +56,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="rounds of every measurement; figures are their median")
     parser.add_argument("--sustained-photos", type=int, default=200, help="uploads in a sustained-rate run")
     parser.add_argument("--open-loop-seconds", type=float, default=180, help="length of each open-loop run")
-    parser.add_argument("--gateway-uploads", type=int, default=64, help="uploads per way in each front-door round")
+    parser.add_argument(
+        "--gateway-uploads", type=int, default=front_door.UPLOADS, help="uploads per way in each front-door round"
+    )
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients at the front door")
     parser.add_argument(
         "--front-door-runs",
         type=int,
-        default=5,
-        help="rounds at the front door: a round is two minutes, and its ratios move more between rounds than the rest",
+        default=3,
+        help="rounds at the front door: a round is about four minutes",
     )
     parser.add_argument(
         "--analytics", choices=("full", "quick", "skip"), default="full", help="the analytics section's scale"

@@ -50,12 +50,13 @@ def test_the_cpu_each_way_costs_is_reported_per_part_when_measured():
     rates = {method: [10.0, 10.0, 10.0] for method in METHODS}
     result = _result(rates)
     result["cpu_ms"] = {
-        "raw S3 PUT": {"client": 59.0, "gateway": 2.0, "s3 server": 409.0},
-        "direct": {"client": 29.0, "gateway": 21.0, "s3 server": 318.0},
+        "raw S3 PUT": {"client": 59.0, "gateway": 2.0, "s3 server": 409.0, "kafka": 0.0},
+        "direct": {"client": 29.0, "gateway": 21.0, "s3 server": 318.0, "kafka": 4.0},
     }
     lines = report(result)
-    assert "| raw S3 PUT | 59 | 2 | 409 | 470 |" in lines
-    assert "| direct | 29 | 21 | 318 | 368 |" in lines
+    assert "| ms of CPU per upload (median) | client | gateway | s3 server | kafka | total |" in lines
+    assert "| raw S3 PUT | 59 | 2 | 409 | 0 | 470 |" in lines
+    assert "| direct | 29 | 21 | 318 | 4 | 372 |" in lines
     assert not any("CPU" in line for line in report(_result(rates))), "no CPU table when none was measured"
 
 
