@@ -300,10 +300,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--uploads", type=int, default=UPLOADS, help="timed uploads of each way per round")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument(
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument(
         "--production-sizes", action="store_true", help="photos of 5-50 MB, as the service takes, not 12 MP JPEGs"
     )
-    parser.add_argument(
+    sizes.add_argument(
         "--tiny",
         action="store_true",
         help="64x48 JPEGs of a few KB: what each way costs beside a raw PUT, apart from carrying the photo",
