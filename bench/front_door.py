@@ -319,8 +319,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.production_sizes:
         paths = list(production_sized())
+    elif args.tiny:
+        paths = list(photo_set(7, 64, 48).paths)
     else:
-        paths = list(photo_set(7, 64, 48).paths if args.tiny else photo_set().paths)
+        paths = list(photo_set().paths)
     methods = tuple(WAYS[way] for way in args.ways)
     result = measure(paths, clients=args.clients, uploads=args.uploads, runs=args.runs, methods=methods)
     print("\n".join(report(result)))
