@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
 from collections import Counter
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import tenacity
@@ -250,7 +251,7 @@ class Uploader:
                         reached(sent + len(chunk))
                         yield chunk
 
-            file_chunks = chunks()
+            file_chunks = cast(types.AsyncGeneratorType[bytes, None], chunks())  # for its ag_running
             form = aiohttp.FormData(quote_fields=False)
             form.add_field("file", file_chunks, filename=path.name, content_type="application/octet-stream")
             if self._title:
@@ -267,7 +268,10 @@ class Uploader:
             except (TimeoutError, aiohttp.ClientConnectionError) as error:
                 raise RetryLater(f"connection: {error!r}") from error
             finally:
-                await file_chunks.aclose()  # a request cut mid-file leaves it open otherwise
+                # A request cut mid-file leaves the file open, unless aiohttp's writer is still inside a read:
+                # then closing is not ours to do (it raises), and aiohttp cancels that writer, which closes it.
+                if not file_chunks.ag_running:
+                    await file_chunks.aclose()
 
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception_type(RetryLater),

@@ -107,7 +107,13 @@ async def test_gateway_killed_while_large_uploads_stream_in(
 
     uploader = Uploader(f"http://127.0.0.1:{port}", key, parallel=2, attempts=40)
     try:
-        outcomes, _ = await asyncio.gather(uploader.upload(paths), kill_mid_request())
+        # Both run to their end before the cleanup below, even if one fails: a second gateway started after it would
+        # outlive the test.
+        outcomes, killed = await asyncio.gather(uploader.upload(paths), kill_mid_request(), return_exceptions=True)
+        for result in (outcomes, killed):
+            if isinstance(result, BaseException):
+                raise result
+        assert isinstance(outcomes, list)
         accepted = [o.upload_id for o in outcomes if o.upload_id]
         counts = await check_invariant(status_gateway, sinks, local_stack, key, photographer, accepted, ready_reader)
     finally:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
+import socket
+import struct
 import sys
 from pathlib import Path
 
@@ -75,6 +79,48 @@ async def test_a_gateway_that_stays_away_is_reported_not_raised(tmp_path):
     (outcome,) = await Uploader("http://127.0.0.1:9", "psk_test", attempts=2).upload([photo])
     assert outcome.result == "error"
     assert "gave up after 2 tries" in outcome.detail
+
+
+async def test_connections_reset_mid_file_are_retried_and_leave_no_file_open(tmp_path):
+    """A server that resets the connection mid-body, as a killed gateway does, while the uploader reads the file.
+
+    The reset often lands while aiohttp's writer is inside a read of the file: the uploader must neither raise
+    nor keep the file open. Twelve cuts (four files, three tries each) make that timing all but certain.
+    """
+    cuts = 0
+
+    async def reset_mid_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal cuts
+        await reader.readexactly(2 * 1024 * 1024)
+        cuts += 1
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()  # linger 0: a reset, not an orderly close
+
+    server = await asyncio.start_server(reset_mid_body, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    photos = []
+    for index in range(4):
+        photo = tmp_path / f"{index}.jpg"
+        photo.write_bytes(sample_photo(index, size=(64, 48)) + os.urandom(24 * 1024 * 1024))
+        photos.append(photo)
+    try:
+        outcomes = await Uploader(f"http://127.0.0.1:{port}", "psk_test", parallel=4, attempts=3).upload(photos)
+    finally:
+        server.close()
+    assert [outcome.result for outcome in outcomes] == ["error"] * 4
+    assert all("gave up after 3 tries" in outcome.detail for outcome in outcomes)
+    assert cuts == 12
+    await asyncio.sleep(0.5)  # a writer cancelled inside a read closes its file when the read returns
+    assert not [path for path in open_files() if path.startswith(str(tmp_path))]
+
+
+def open_files() -> list[str]:
+    """What this process holds open (an fd closed while the list is read, like the listing's own, is skipped)."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            held.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return held
 
 
 @pytest.mark.integration
