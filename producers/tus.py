@@ -71,7 +71,7 @@ TUS_PREFIX = "tus/"
 ROUTE = "/v1/tus/"
 _OCTETS = "application/octet-stream"
 _TUS_ID = re.compile(r"[0-9a-f]{32}")
-# A PATCH for an upload that another request of this process is writing waits this long for it.
+# A request for an upload that another request of this process is writing waits this long for it.
 _LOCK_WAIT_SECONDS = 5.0
 
 
@@ -355,14 +355,16 @@ class TusUploads:
             return web.Response(status=201, headers=headers)
 
     async def head(self, request: web.Request) -> web.Response:
-        """The offset the server has; a complete upload not yet accepted is accepted now."""
+        """The offset the server has; a complete upload not yet accepted is accepted now.
+
+        It waits for a PATCH of this process writing the upload: one whose client was cut off saves
+        what it took a moment later, and the client resuming at once must be told that offset.
+        """
         _require_tus(request)
-        upload, _ = await self._load(request)
-        headers = {}
-        if upload.complete:
-            async with self._locks.hold(upload.tus_id, _LOCK_WAIT_SECONDS):
-                upload, _ = await self._load(request)
-                headers = await self._finish_if_complete(upload)
+        photographer_id, tus_id = await self._named(request)
+        async with self._locks.hold(tus_id, _LOCK_WAIT_SECONDS):
+            upload, _ = await self._read(photographer_id, tus_id)
+            headers = await self._finish_if_complete(upload)
         headers |= {
             "Upload-Offset": str(upload.offset),
             "Upload-Length": str(upload.length),

@@ -296,6 +296,37 @@ async def test_a_body_cut_off_mid_way_keeps_what_arrived(client, photographer, p
     assert await client.services.store.get(original_key(photographer[0], upload_id)) == photo
 
 
+async def test_a_head_right_after_a_cut_answers_what_the_cut_request_kept(client, photographer, photo):
+    """A client that resumes at once must not be told the offset from before the cut request.
+
+    The cut request saves what it took a moment after the connection drops; a HEAD in that moment
+    waits for it. Told the old offset, a client would send the tail again, only to be refused with a
+    conflict (409) and ask once more.
+    """
+    _, key = photographer
+    url = await create(client, key, len(photo), filename="x.jpg")
+    start = 1024 * 1024
+    await send_in_chunks(client, key, url, photo[:start], start)
+    sent = 6 * 1024 * 1024 + 12345
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        (
+            f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nAuthorization: Bearer {key}\r\n"
+            f"Upload-Offset: {start}\r\nContent-Type: application/offset+octet-stream\r\n"
+            f"Content-Length: {len(photo) - start}\r\nExpect: 100-continue\r\n\r\n"
+        ).encode()
+    )
+    assert (await reader.readline()).startswith(b"HTTP/1.1 100")  # the handler runs: the body is not just buffered
+    await reader.readline()
+    writer.write(photo[start : start + sent])
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    response = await head(client, key, url)
+    assert response.status == 200
+    assert int(response.headers["Upload-Offset"]) == start + sent
+
+
 async def test_expired_uploads_are_refused_and_swept_with_their_parts(make_client, settings, photographer, photo):
     name, key = photographer
     client = await make_client(settings.model_copy(update={"tus_expiry_seconds": 1}))
