@@ -43,10 +43,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def store_originals(store: ObjectStore, photos: list[bytes], prefix: str) -> list[str]:
-    keys = [f"{prefix}/{index}.jpg" for index in range(len(photos))]
-    await asyncio.gather(*(store.put(k, p, content_type="image/jpeg") for k, p in zip(keys, photos, strict=True)))
-    return keys
+async def store_originals(s3: S3Settings, photos: list[bytes], prefix: str) -> list[str]:
+    """Put each photo under ``prefix``; their keys, in order."""
+    store = ObjectStore(s3)
+    try:
+        keys = [f"{prefix}/{index}.jpg" for index in range(len(photos))]
+        await asyncio.gather(*(store.put(k, p, content_type="image/jpeg") for k, p in zip(keys, photos, strict=True)))
+        return keys
+    finally:
+        await store.close()
 
 
 def wait_until_ready(worker: ServiceProcess, timeout: float = 120) -> None:
@@ -120,11 +125,7 @@ def main() -> None:
     print(f"making {args.photos} photos of {width}x{height}...", flush=True)
     photos = [sample_photo(seed, size=(width, height), quality=95) for seed in range(args.photos)]
     print(f"average {sum(map(len, photos)) / len(photos) / 1e6:.1f} MB; {CORES} cores", flush=True)
-    store = ObjectStore(s3)
-    try:
-        keys = asyncio.run(store_originals(store, photos, f"bench/burst/{uuid.uuid4().hex[:8]}"))
-    finally:
-        store.close()
+    keys = asyncio.run(store_originals(s3, photos, f"bench/burst/{uuid.uuid4().hex[:8]}"))
     results = []
     with tempfile.TemporaryDirectory() as workdir:
         for window in (int(w) for w in args.windows.split(",")):

@@ -36,9 +36,8 @@ from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.worker_burst import publish, wait_until_ready
+from bench.worker_burst import publish, store_originals, wait_until_ready
 from photostream.config import KafkaSettings, S3Settings
-from photostream.objectstore import ObjectStore
 from photostream.samples import sample_photo
 from photostream.topics import ensure_topics
 from schemas.topics import PHOTO_FAILED, PHOTO_PROCESSED, PHOTO_UPLOADS
@@ -109,16 +108,6 @@ class RssSampler:
     def peak_mb(self) -> float:
         """The largest VmRSS seen, in MiB."""
         return self.peak_kb / 1024
-
-
-async def store_originals(s3: S3Settings, photos: list[bytes], prefix: str) -> list[str]:
-    store = ObjectStore(s3)
-    try:
-        keys = [f"{prefix}/{index}.jpg" for index in range(len(photos))]
-        await asyncio.gather(*(store.put(k, p, content_type="image/jpeg") for k, p in zip(keys, photos, strict=True)))
-        return keys
-    finally:
-        store.close()
 
 
 def wait_for_kafka(kafka: KafkaSettings, timeout: float = 300) -> None:

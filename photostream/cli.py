@@ -344,14 +344,18 @@ def keys_create(photographer_id: str) -> None:
     from photostream.objectstore import ObjectStore, StoreError
     from producers.keys import InvalidPhotographerId, S3KeyStore
 
-    store = ObjectStore(S3Settings())
+    async def create() -> str:
+        store = ObjectStore(S3Settings())
+        try:
+            return await S3KeyStore(store).create(photographer_id)
+        finally:
+            await store.close()
+
     try:
-        api_key = asyncio.run(S3KeyStore(store).create(photographer_id))
+        api_key = asyncio.run(create())
     except InvalidPhotographerId as exc:
         raise click.BadParameter(str(exc), param_hint="PHOTOGRAPHER_ID") from exc
     except StoreError as exc:
         raise click.ClickException(f"could not store the key: {exc}") from exc
-    finally:
-        store.close()
     click.echo(f"API key for {photographer_id} (shown once; store it now):")
     click.echo(api_key)

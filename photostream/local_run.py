@@ -30,7 +30,7 @@ async def _dev_api_key(path: Path, s3: S3Settings) -> str:
                 return saved
         api_key = await keys.create(DEMO_PHOTOGRAPHER)
     finally:
-        store.close()
+        await store.close()
     path.touch(mode=0o600)
     path.write_text(api_key + "\n")
     return api_key

@@ -1,17 +1,14 @@
 """The object store port: one bucket of objects, its S3 adapter and an in-memory one.
 
 ``Store`` is the interface the gateway, the worker and the sinks are written against.
-``ObjectStore`` is S3 through boto3, the one adapter between our code and boto3: boto3
-blocks, so every call runs on a dedicated thread pool, never on the event loop.
+``ObjectStore`` is S3, the one adapter between our code and S3: a request for one small
+object goes out over aiohttp, signed by botocore (``photostream.signed_s3``: a fifth of
+boto3's CPU per request); bulk transfers, listings and multipart uploads go through boto3,
+which blocks, so those run on a dedicated thread pool, never on the event loop.
 ``MemoryObjectStore`` keeps the objects in dicts, for tests of the logic around the store
 (as httpx ships ``MockTransport`` beside ``HTTPTransport``); a contract test runs the
-same behaviour tests against both. Both raise the same errors, botocore's exceptions
-being translated here and nowhere else::
-
-    StoreError                 anything the store could not do
-     ├── StoreUnavailable      retriable: connection refused, timeouts, 5xx, throttling
-     ├── ObjectMissing         the key (or bucket, or multipart upload) does not exist
-     └── AlreadyExists         a create-only write found the object already there
+same behaviour tests against both. Both raise the same errors (``photostream.store_errors``,
+importable from here too), S3's refusals being translated into them and nowhere else.
 
 The bucket's lifecycle rules (``LIFECYCLE_RULES``) clean up what a crashed or failed
 upload can leave behind: multipart uploads never completed, and staged copies under
@@ -38,11 +35,17 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTT
 
 from photostream.clients import s3_client
 from photostream.config import S3Settings
+from photostream.signed_s3 import SignedS3
+from photostream.store_errors import AlreadyExists as AlreadyExists
+from photostream.store_errors import ConditionFailed as ConditionFailed
+from photostream.store_errors import ObjectMissing as ObjectMissing
+from photostream.store_errors import StoreError as StoreError
+from photostream.store_errors import StoreUnavailable as StoreUnavailable
+from photostream.store_errors import refusal
 
 T = TypeVar("T")
 
-_MISSING_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchUpload"}
-_PRECONDITION_CODES = {"412", "PreconditionFailed", "ConditionalRequestConflict"}
+_META = "x-amz-meta-"  # user metadata's header prefix
 
 # Where an upload in progress is staged before its content, and so its final key, is known.
 STAGING_PREFIX = "incoming/"
@@ -64,42 +67,12 @@ LIFECYCLE_RULES: tuple[dict[str, Any], ...] = (
 )
 
 
-class StoreError(Exception):
-    """The object store could not do what was asked."""
-
-    retriable = False
-
-
-class StoreUnavailable(StoreError):
-    """The store is down, slow or throttling; trying again later may work."""
-
-    retriable = True
-
-
-class ObjectMissing(StoreError):
-    """The object (or bucket) does not exist."""
-
-
-class ConditionFailed(StoreError):
-    """A conditional write found the object other than the condition said (HTTP 412)."""
-
-
-class AlreadyExists(ConditionFailed):
-    """A create-only write found the object already there."""
-
-
 def _translate(exc: Exception) -> StoreError:
+    """The StoreError for what boto3 raised."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in _MISSING_CODES:
-            return ObjectMissing(code)
-        if code in _PRECONDITION_CODES or status == 412:
-            return AlreadyExists(code)
-        if status >= 500 or code in {"SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError"}:
-            return StoreUnavailable(f"S3 answered {status} {code}")
-        return StoreError(f"S3 refused: {status} {code} {error.get('Message', '')}".strip())
+        return refusal(status, str(error.get("Code", "")), str(error.get("Message", "")))
     if isinstance(exc, ConnectionError | HTTPClientError):
         return StoreUnavailable(f"S3 unreachable: {exc}")
     return StoreUnavailable(f"S3 call failed: {exc}")
@@ -158,7 +131,7 @@ class Store(Protocol):
     bucket: str
     """The bucket's name, as events name where an object lives."""
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Release what the store holds (connections, threads)."""
         ...
 
@@ -288,14 +261,20 @@ class Store(Protocol):
 
 
 class ObjectStore(Store):
-    """Async operations on one S3 bucket, each run off the event loop."""
+    """Async operations on one S3 bucket, for one event loop.
+
+    A request for one small object (a record, a marker, a ranged read, a delete) goes out signed
+    over aiohttp (``SignedS3``); the rest (originals spooled to disk, listings, copies, multipart
+    uploads) through boto3 on a thread pool, never on the event loop.
+    """
 
     def __init__(self, settings: S3Settings, *, max_workers: int = 32) -> None:
-        """Create the client and the thread pool its blocking calls run on."""
+        """Create the clients and the thread pool boto3's blocking calls run on."""
         self.settings = settings
         self.bucket = settings.bucket
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="s3")
         self._client = s3_client(settings, max_pool_connections=max_workers)
+        self._http = SignedS3(settings, connections=max_workers)
 
     async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -304,8 +283,9 @@ class ObjectStore(Store):
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc) from exc
 
-    def close(self) -> None:
-        """Release the thread pool."""
+    async def close(self) -> None:
+        """Close the connections and release the thread pool."""
+        await self._http.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def ping(self) -> None:
@@ -336,6 +316,46 @@ class ObjectStore(Store):
             sha256: The body's SHA-256 digest: the server refuses the write if the bytes it got differ.
             metadata: User metadata (``x-amz-meta-*``), short ASCII strings.
         """
+        if not isinstance(body, bytes | bytearray):
+            return await self._put_file(
+                key,
+                body,
+                content_type=content_type,
+                if_none_match=if_none_match,
+                if_match=if_match,
+                cache_control=cache_control,
+                sha256=sha256,
+                metadata=metadata,
+            )
+        headers = {"Content-Type": content_type}
+        if if_none_match:
+            headers["If-None-Match"] = "*"
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        if cache_control:
+            headers["Cache-Control"] = cache_control
+        if sha256 is not None:
+            headers["x-amz-checksum-sha256"] = base64.b64encode(sha256).decode()
+        headers |= {f"{_META}{name}": value for name, value in (metadata or {}).items()}
+        try:
+            answer = await self._http.send("PUT", key, body=body, headers=headers, sha256=sha256)
+        except ObjectMissing as exc:  # some servers answer If-Match on a missing key with 404
+            raise ConditionFailed(str(exc)) from exc
+        return answer.headers["ETag"]
+
+    async def _put_file(
+        self,
+        key: str,
+        body: BinaryIO,
+        *,
+        content_type: str,
+        if_none_match: bool,
+        if_match: str | None,
+        cache_control: str | None,
+        sha256: bytes | None,
+        metadata: dict[str, str] | None,
+    ) -> str:
+        """``put`` of a file (an original spooled to disk): boto3 streams it, from a thread."""
         extra: dict[str, Any] = {"IfNoneMatch": "*"} if if_none_match else {}
         if cache_control:
             extra["CacheControl"] = cache_control
@@ -349,14 +369,17 @@ class ObjectStore(Store):
             answer = await self._call(
                 self._client.put_object, Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra
             )
-        except ObjectMissing as exc:  # some servers answer If-Match on a missing key with 404
+        except ObjectMissing as exc:
             raise ConditionFailed(str(exc)) from exc
         return str(answer["ETag"])
 
     async def head(self, key: str) -> tuple[int, dict[str, str]]:
         """Return an object's size and user metadata; ObjectMissing if there is none."""
-        answer = await self._call(self._client.head_object, Bucket=self.bucket, Key=key)
-        return int(answer["ContentLength"]), dict(answer.get("Metadata", {}))
+        headers = (await self._http.send("HEAD", key)).headers
+        metadata = {
+            name[len(_META) :].lower(): value for name, value in headers.items() if name.lower().startswith(_META)
+        }
+        return int(headers["Content-Length"]), metadata
 
     async def list_keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix``, sorted."""
@@ -390,11 +413,7 @@ class ObjectStore(Store):
 
     async def get(self, key: str) -> bytes:
         """Return the object's bytes (for small objects: records, not originals)."""
-
-        def read() -> bytes:
-            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-
-        return await self._call(read)
+        return (await self._http.send("GET", key)).body
 
     async def read_into(self, key: str, write: Callable[[bytes], object], *, chunk_bytes: int = 1 << 20) -> int:
         """Stream an object to ``write`` chunk by chunk, all on the store's thread; returns its size.
@@ -420,14 +439,14 @@ class ObjectStore(Store):
     async def exists(self, key: str) -> bool:
         """Tell whether ``key`` exists."""
         try:
-            await self._call(self._client.head_object, Bucket=self.bucket, Key=key)
+            await self._http.send("HEAD", key)
         except ObjectMissing:
             return False
         return True
 
     async def delete(self, key: str) -> None:
         """Delete ``key`` (no error if it is already gone)."""
-        await self._call(self._client.delete_object, Bucket=self.bucket, Key=key)
+        await self._http.send("DELETE", key)
 
     async def copy(self, source_key: str, key: str) -> None:
         """Copy ``source_key`` to ``key`` inside the store (content type kept; up to 5 GB)."""
@@ -450,13 +469,8 @@ class ObjectStore(Store):
 
     async def get_json_versioned(self, key: str) -> tuple[dict[str, Any], str]:
         """Read a small JSON record and its ETag; ObjectMissing if there is none."""
-
-        def read() -> tuple[bytes, str]:
-            answer = self._client.get_object(Bucket=self.bucket, Key=key)
-            return answer["Body"].read(), str(answer["ETag"])
-
-        body, etag = await self._call(read)
-        return json.loads(body), etag
+        answer = await self._http.send("GET", key)
+        return json.loads(answer.body), answer.headers["ETag"]
 
     async def count(self, prefix: str) -> int:
         """Count the objects under ``prefix``."""
@@ -545,14 +559,9 @@ class ObjectStore(Store):
 
     async def get_head(self, key: str, length: int) -> tuple[int, bytes]:
         """An object's size (from ``Content-Range``) and its first ``length`` bytes."""
-
-        def read() -> tuple[int, bytes]:
-            answer = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{length - 1}")
-            body = answer["Body"].read()
-            total = str(answer.get("ContentRange", "")).rpartition("/")[2]
-            return (int(total) if total.isdigit() else len(body)), body
-
-        return await self._call(read)
+        answer = await self._http.send("GET", key, headers={"Range": f"bytes=0-{length - 1}"})
+        total = answer.headers.get("Content-Range", "").rpartition("/")[2]
+        return (int(total) if total.isdigit() else len(answer.body)), answer.body
 
 
 @dataclass(frozen=True)
@@ -662,7 +671,7 @@ class MemoryObjectStore(Store):
         """The keys of multipart uploads under ``prefix`` neither completed nor aborted, sorted."""
         return sorted(upload.key for upload in self._uploads.values() if upload.key.startswith(prefix))
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Nothing to release; the objects stay readable."""
         self.closed = True
 

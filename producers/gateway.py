@@ -121,10 +121,10 @@ class Services:
     # Stages past the gateway as they happen, for SSE and WebSocket followers; without it those are not served.
     feed: ProgressFeed | None = None
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Flush pending events and release connections."""
-        self.events.close()
-        self.store.close()
+        await asyncio.to_thread(self.events.close)  # blocks until Kafka has what is queued
+        await self.store.close()
 
 
 @dataclass
@@ -711,7 +711,7 @@ def create_app(settings: GatewaySettings, services: Services, metrics: GatewayMe
     async def close_services(_: web.Application) -> None:
         if services.status is not None:
             await services.status.close()
-        await asyncio.to_thread(services.close)
+        await services.close()
 
     async def sweep_staging(_: web.Application) -> AsyncIterator[None]:
         if not settings.staging_sweep_seconds:

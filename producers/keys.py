@@ -152,4 +152,4 @@ async def create_keys(settings: S3Settings, photographers: Iterable[str]) -> dic
         keys = S3KeyStore(store)
         return {photographer: await keys.create(photographer) for photographer in photographers}
     finally:
-        store.close()
+        await store.close()

@@ -96,7 +96,7 @@ async def serve(
         if reader is not None:
             await reader.close()
         producer.close()
-        store.close()
+        await store.close()
         writer.close()
 
 

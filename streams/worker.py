@@ -50,15 +50,22 @@ def build_app(
         variants=load_variants(worker.variants),
         limits=Limits(max_pixels=worker.max_pixels, max_decode_seconds=worker.max_decode_seconds),
     )
+    originals = ObjectStore(s3)
     handler = UploadHandler(
-        ObjectStore(s3),
+        originals,
         processor,
         gps_opt_in=worker.gps_opt_in_ids(),
         fetch_retry_seconds=worker.fetch_retry_seconds,
         spill_bytes=worker.spill_bytes,
         spill_dir=worker.spill_dir,
     )
-    return create_app(worker, kafka, handler, EventSerde(registry.url))
+    app = create_app(worker, kafka, handler, EventSerde(registry.url))
+
+    @app.on_before_shutdown.connect
+    async def close_store(_app: Any, /, *_: Any, signal: Any, **__: Any) -> None:
+        await originals.close()
+
+    return app
 
 
 class Worker(faust.Worker):

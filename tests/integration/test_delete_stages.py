@@ -195,7 +195,7 @@ async def test_deletes_at_every_stage_leave_nothing_behind_but_history(
         raise
     finally:
         reader.close()
-        store.close()
+        await store.close()
 
 
 async def check_clickhouse(sinks, photographer: str, deleted: dict[str, str], again: str, survivors: list[str]) -> None:

@@ -73,7 +73,7 @@ async def check_invariant(
     try:
         missing = [k for (k,) in keys if not await store.exists(k)]
     finally:
-        store.close()
+        await store.close()
     ready_reader.poll_until(
         lambda r: len({e.upload_id for e in r.of(PHOTO_READY, {photographer})}) >= len(completed), 60
     )
@@ -141,7 +141,7 @@ async def explain_unfinished(
     try:
         stored = await store.list_keys(f"derivatives/{photographer}/")
     finally:
-        store.close()
+        await store.close()
     print(f"\n{len(unfinished)} uploads did not end; how far each got:")
     for upload_id in unfinished:
         response = await gateway.get(f"/v1/uploads/{upload_id}", headers=auth(key))
@@ -163,7 +163,7 @@ async def assert_one_original_per_upload(local_stack, photographer: str, accepte
         originals = await store.list_keys(f"originals/{photographer}/")
         staged = await store.list_keys(f"{STAGING_PREFIX}{photographer}/")
     finally:
-        store.close()
+        await store.close()
     print(f"originals: {len(originals)} for {len(set(accepted))} acknowledged uploads, staged: {len(staged)}")
     assert originals == sorted(original_key(photographer, upload_id) for upload_id in set(accepted))
     assert staged == []

@@ -136,7 +136,7 @@ async def test_gateway_killed_while_large_uploads_stream_in(
         swept = await sweep(store, older_than=timedelta(0), acknowledged=acknowledged, prefix=staging, now=later)
         left_after_the_sweep = len(await store.leftovers(staging))
     finally:
-        store.close()
+        await store.close()
     originals = originals_of(local_stack, photographer)
     counts |= {
         "spooled at the kill": in_flight_at_kill,

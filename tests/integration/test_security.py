@@ -29,7 +29,7 @@ async def test_the_bucket_is_not_public(local_stack, unique_name):
         listing = httpx.get(f"{local_stack.s3.endpoint_url}/{local_stack.s3.bucket}?list-type=2", timeout=10)
     finally:
         await store.delete(key)
-        store.close()
+        await store.close()
     assert anonymous.status_code in {401, 403}
     assert b"secret bytes" not in anonymous.content
     assert listing.status_code in {401, 403}
@@ -47,7 +47,7 @@ async def test_presigned_urls_expire(local_stack, unique_name):
         stale = httpx.get(url, timeout=10)
     finally:
         await store.delete(key)
-        store.close()
+        await store.close()
     assert fresh.status_code == 200
     assert fresh.content == b"variant bytes"
     assert stale.status_code == 403
@@ -61,7 +61,7 @@ async def test_api_keys_are_stored_only_as_digests(local_stack, unique_name):
         (record_key,) = [key for key in await store.list_keys("auth/") if digest in key]
         record = await store.get(record_key)
     finally:
-        store.close()
+        await store.close()
     assert api_key not in record_key
     assert api_key.encode() not in record
 

@@ -18,6 +18,7 @@ import pytest
 from photostream.objectstore import (
     MIN_PART_BYTES,
     AlreadyExists,
+    ConditionFailed,
     MemoryObjectStore,
     ObjectMissing,
     ObjectStore,
@@ -34,7 +35,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         return
     real = ObjectStore(request.getfixturevalue("local_stack").s3)
     yield real
-    real.close()
+    await real.close()
 
 
 @pytest.fixture
@@ -92,6 +93,41 @@ async def test_json_records_round_trip_and_can_be_create_only(store, prefix):
     with pytest.raises(AlreadyExists):
         await store.put_json(key, {"other": True}, if_none_match=True)
     assert await store.get_json(key) == {"a": [1, "x"], "b": 1}
+
+
+async def test_a_write_conditional_on_an_etag_fails_once_the_object_changed(store, prefix):
+    key = prefix + "state.json"
+    etag = await store.put_json(key, {"v": 1})
+    assert await store.get_json_versioned(key) == ({"v": 1}, etag)
+    newer = await store.put_json(key, {"v": 2}, if_match=etag)
+    with pytest.raises(ConditionFailed):
+        await store.put_json(key, {"v": 3}, if_match=etag)
+    assert await store.get_json_versioned(key) == ({"v": 2}, newer)
+    with pytest.raises(ConditionFailed):
+        await store.put_json(prefix + "absent.json", {"v": 1}, if_match=etag)
+    assert not await store.exists(prefix + "absent.json")
+
+
+async def test_the_first_bytes_of_an_object_come_with_its_whole_size(store, prefix):
+    body = bytes(range(256)) * 40
+    await store.put(prefix + "long", body, content_type="application/octet-stream")
+    await store.put(prefix + "short", body[:5], content_type="application/octet-stream")
+    assert await store.get_head(prefix + "long", 16) == (len(body), body[:16])
+    assert await store.get_head(prefix + "short", 16) == (5, body[:5])
+    with pytest.raises(ObjectMissing):
+        await store.get_head(prefix + "gone", 16)
+
+
+async def test_keys_with_spaces_plus_signs_and_non_ascii_are_one_key_to_every_operation(store, prefix):
+    key = prefix + "a b+c/é~(1).json"
+    await store.put_json(key, {"ok": True})
+    assert await store.list_keys(prefix) == [key]
+    assert await store.get_json(key) == {"ok": True}
+    assert (await store.head(key))[0] == len(b'{"ok":true}')
+    await store.copy(key, key + ".copy")
+    assert await store.get(key + ".copy") == b'{"ok":true}'
+    await store.delete(key)
+    assert await store.list_keys(prefix) == [key + ".copy"]
 
 
 async def test_keys_are_listed_sorted_and_counted_under_their_prefix_only(store, prefix):

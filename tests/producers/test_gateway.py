@@ -547,7 +547,7 @@ async def test_an_original_that_could_not_be_deleted_is_reused_by_the_retry(
     try:
         await problem(await broken.post("/v1/uploads", data=form(("p.jpg", photo)), headers=auth(key)), 503)
     finally:
-        real.store.close()
+        await real.store.close()
     store = client.services.store
     left = original_key(photographer, upload_id)
     marker = pending_key(photographer, upload_id)

@@ -85,7 +85,7 @@ async def test_on_s3_the_sweep_aborts_and_deletes_the_old_litter(local_stack, un
         assert await sweep(store, older_than=timedelta(0), acknowledged=never, prefix=prefix, now=later) == Swept(1, 1)
         assert await store.leftovers(prefix) == []
     finally:
-        store.close()
+        await store.close()
 
 
 @pytest.mark.integration

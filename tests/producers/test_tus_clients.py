@@ -93,11 +93,14 @@ def check_cut_mid_chunk(offset: int, size: int) -> None:
 
 
 def check_stored_once(local_stack, name: str, upload_id: str, source: Path) -> None:
-    store = ObjectStore(local_stack.s3)
-    try:
-        stored = asyncio.run(store.get(original_key(name, upload_id)))
-    finally:
-        store.close()
+    async def read() -> bytes:
+        store = ObjectStore(local_stack.s3)
+        try:
+            return await store.get(original_key(name, upload_id))
+        finally:
+            await store.close()
+
+    stored = asyncio.run(read())
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(source.read_bytes()).hexdigest()
     events = consume_uploads(local_stack.kafka.bootstrap_servers, name, 1)
     assert [str(event.upload_id) for event in events] == [upload_id]  # one event: no loss, no double

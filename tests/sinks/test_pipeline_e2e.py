@@ -119,8 +119,7 @@ async def test_uploads_end_as_images_variants_ready_events_and_throughput(
                 size, _meta = await store.head(variant.key)
                 assert size == variant.bytes
     finally:
-        store.close()
-
+        await store.close()
     # ClickHouse as an analyst sees it.
     reader = sinks.reader()
     try:

@@ -100,7 +100,7 @@ async def test_killed_sinks_double_nothing_and_lose_nothing(make_gateway, worker
     try:
         missing = [key for (key,) in variant_keys.rows if not await store.exists(key)]
     finally:
-        store.close()
+        await store.close()
     distinct_ready = {e.event_id for e in ready}
     print(
         f"\nsinks crash: acknowledged={len(accepted)} images={images} raw image rows={raw_rows} "

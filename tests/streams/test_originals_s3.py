@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 async def store(local_stack):
     store = ObjectStore(local_stack.s3)
     yield store
-    store.close()
+    await store.close()
 
 
 async def test_an_object_streams_in_chunks_on_the_stores_threads(store, unique_name):
