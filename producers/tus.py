@@ -362,6 +362,7 @@ class TusUploads:
         """
         _require_tus(request)
         photographer_id, tus_id = await self._named(request)
+        await self._read(photographer_id, tus_id)  # another photographer's upload is a 404 at once, never a wait
         async with self._locks.hold(tus_id, _LOCK_WAIT_SECONDS):
             upload, _ = await self._read(photographer_id, tus_id)
             headers = await self._finish_if_complete(upload)
