@@ -65,6 +65,16 @@ async def head(client, key: str, url: str):
     return await client.head(url, headers={**TUS, **auth(key)})
 
 
+def raw_patch(url: str, key: str, *, offset: int, length: int, expect_continue: bool = False) -> bytes:
+    """A PATCH's request line and headers, for a test that writes (and cuts) the body itself."""
+    expect = "Expect: 100-continue\r\n" if expect_continue else ""
+    return (
+        f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nAuthorization: Bearer {key}\r\n"
+        f"Upload-Offset: {offset}\r\nContent-Type: application/offset+octet-stream\r\n"
+        f"Content-Length: {length}\r\n{expect}\r\n"
+    ).encode()
+
+
 async def send_in_chunks(client, key: str, url: str, data: bytes, chunk: int, start: int = 0):
     response = None
     for offset in range(start, len(data), chunk):
@@ -275,14 +285,7 @@ async def test_a_body_cut_off_mid_way_keeps_what_arrived(client, photographer, p
     url = await create(client, key, len(photo), filename="x.jpg")
     sent = 6 * 1024 * 1024 + 12345
     _, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    writer.write(
-        (
-            f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nAuthorization: Bearer {key}\r\n"
-            f"Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
-            f"Content-Length: {len(photo)}\r\n\r\n"
-        ).encode()
-        + photo[:sent]
-    )
+    writer.write(raw_patch(url, key, offset=0, length=len(photo)) + photo[:sent])
     await writer.drain()
     writer.close()
     await writer.wait_closed()
@@ -309,13 +312,7 @@ async def test_a_head_right_after_a_cut_answers_what_the_cut_request_kept(client
     await send_in_chunks(client, key, url, photo[:start], start)
     sent = 6 * 1024 * 1024 + 12345
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    writer.write(
-        (
-            f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nAuthorization: Bearer {key}\r\n"
-            f"Upload-Offset: {start}\r\nContent-Type: application/offset+octet-stream\r\n"
-            f"Content-Length: {len(photo) - start}\r\nExpect: 100-continue\r\n\r\n"
-        ).encode()
-    )
+    writer.write(raw_patch(url, key, offset=start, length=len(photo) - start, expect_continue=True))
     assert (await reader.readline()).startswith(b"HTTP/1.1 100")  # the handler runs: the body is not just buffered
     await reader.readline()
     writer.write(photo[start : start + sent])
