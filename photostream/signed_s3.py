@@ -41,9 +41,8 @@ _MESSAGE = re.compile(rb"<Message>([^<]*)</Message>")
 
 @dataclass(frozen=True)
 class S3Answer:
-    """A successful answer: its status, headers and whole body."""
+    """A successful answer: its headers and whole body."""
 
-    status: int
     headers: CIMultiDictProxy[str]
     body: bytes
 
@@ -134,7 +133,7 @@ class SignedS3:
                 code.group(1).decode() if code else str(response.status),
                 message.group(1).decode() if message else "",
             )
-        return S3Answer(response.status, response.headers, payload)
+        return S3Answer(response.headers, payload)
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
