@@ -56,6 +56,8 @@ WAYS = {"raw-sha256": RAW_SHA256, "post": "multipart POST", "tus": "tus", "direc
 # done by then, whichever way comes next. Distinct photos too: a repeat would be answered from the ledger.
 WARM_UP = 16
 
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
 # Timed uploads of each way in a round: six per client, so the ramp at the start and the tail at the end, when
 # fewer than ``clients`` are in flight, weigh little. With two per client (64) a way's rate moved by a tenth from
 # round to round, and the direct path read 0.75-0.97 of a raw PUT; with six, 0.84-0.90.
@@ -156,13 +158,18 @@ def _delete_under(client: Any, bucket: str, prefix: str) -> None:
             client.delete_object(Bucket=bucket, Key=item["Key"])
 
 
-def _settle(s3: S3Settings, photographer: str) -> None:
-    """Give every way the store as the one before found it, and a disk with nothing left to write.
+def _settle(s3: S3Settings, photographer: str) -> bool:
+    """Give every way the store as the one before found it, a disk with nothing left to write, free memory.
 
     What the last way stored is deleted, the local store's volumes are vacuumed (SeaweedFS keeps deleted
     bytes until then, and vacuums by itself every 15 minutes, into whatever is being timed) and the page
     cache is written out. Without this the plain raw PUT's rate moved by a third between rounds, the
     first round after a pause being the slowest.
+
+    Then the clean page cache is dropped, where this process may (root): a way writes 5-6 GB and its
+    photos take as much again in the clients' memory, so two ways in a row filled the 24 GB machine's
+    free memory with cached volume files, and whichever way came next paid for reclaiming it in the
+    store's writes. Returns whether it was dropped.
     """
     client = s3_client(s3)
     for prefix in ("originals", "tus", "incoming"):
@@ -171,6 +178,11 @@ def _settle(s3: S3Settings, photographer: str) -> None:
     if seaweed.endpoint == s3.endpoint_url and seaweed.answers():
         seaweed.vacuum()
     os.sync()
+    try:
+        DROP_CACHES.write_text("1\n")
+    except OSError:  # not root, or no /proc: the run says so in its report
+        return False
+    return True
 
 
 def measure(
@@ -192,6 +204,7 @@ def measure(
     key = asyncio.run(create_keys(s3, [photographer]))[photographer]
     rates: dict[str, list[float]] = {method: [] for method in methods}
     cpu: dict[str, list[dict[str, float]]] = {method: [] for method in methods}
+    dropped: list[bool] = []
     with tempfile.TemporaryDirectory() as directory:
         gateway, url = _start_gateway(kafka, s3, Path(directory), {})
         uploads_by_method: dict[str, Upload] = {
@@ -203,14 +216,14 @@ def measure(
             # The first batch of large writes after the store has been idle ran about a quarter slower than
             # the same batch later (the raw PUT opens every run, and read 3.7-4.4 uploads/s in round 1 of three
             # runs against 5.0-6.0 after): one untimed batch takes that for the whole run.
-            _settle(s3, photographer)
+            dropped.append(_settle(s3, photographer))
             _upload_all(RAW, _bodies(paths, uploads + WARM_UP), s3=s3, clients=clients, ways=uploads_by_method)
             for round_number in range(runs):
                 order = methods[round_number % len(methods) :] + methods[: round_number % len(methods)]
                 for method in order:
                     upload_all = partial(_upload_all, method, s3=s3, clients=clients, ways=uploads_by_method)
                     bodies = _bodies(paths, uploads + WARM_UP)
-                    _settle(s3, photographer)
+                    dropped.append(_settle(s3, photographer))
                     upload_all(bodies[uploads:])
                     client_before = _own_cpu_seconds()
                     with CpuShare() as share:
@@ -218,6 +231,7 @@ def measure(
                     used = {"client": _own_cpu_seconds() - client_before, **share.seconds}
                     cpu[method].append({part: used.get(part, 0.0) * 1000 / uploads for part in CPU_PARTS})
                     rates[method].append(rate)
+                    del bodies  # before the next way's are made: 5-6 GB of memory each
                     print(f"  round {round_number + 1}, {method}: {rate:.1f} uploads/s", flush=True)
         finally:
             gateway.stop()
@@ -230,6 +244,7 @@ def measure(
         "uploads": uploads,
         "runs": runs,
         "megabytes_each": round(megabytes, 2),
+        "page_cache_dropped": all(dropped),
         "rates": rates,
         "ratios": ratios,
         "medians": {method: statistics.median(values) for method, values in rates.items()},
@@ -276,6 +291,12 @@ def report(result: dict) -> list[str]:
             "",
             f"direct ÷ {RAW_SHA256}: {statistics.median(direct_to_bound):.2f} "
             f"({min(direct_to_bound):.2f}-{max(direct_to_bound):.2f}), the cost of the gateway's part alone.",
+        ]
+    if result.get("page_cache_dropped") is False:
+        lines += [
+            "",
+            "The page cache was not dropped between ways (that needs root): ways that came after a full page "
+            "cache paid for reclaiming it.",
         ]
     if result.get("cpu_ms"):
         # Rates move with the store's state from run to run; the CPU an upload costs each part moves far less.

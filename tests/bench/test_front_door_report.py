@@ -65,3 +65,11 @@ def test_a_run_of_some_ways_reports_those_beside_the_raw_put():
     rows = [line.split(" | ")[0].lstrip("| ") for line in lines[2:] if line.startswith("| ")]
     assert rows == [RAW, "direct"]
     assert not any(RAW_SHA256 in line for line in lines), "no direct ÷ bound PUT without the bound PUT"
+
+
+def test_a_run_that_could_not_drop_the_page_cache_says_so():
+    rates = {RAW: [10.0, 10.0, 10.0], "direct": [9.0, 9.0, 9.0]}
+    note = "The page cache was not dropped between ways"
+    for dropped, said in ((False, True), (True, False)):
+        result = _result(rates) | {"page_cache_dropped": dropped}
+        assert any(line.startswith(note) for line in report(result)) is said
