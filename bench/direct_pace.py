@@ -109,9 +109,8 @@ def main() -> None:
     for pace, runs in results.items():
         cells = " | ".join(f"{statistics.median(cpu[part] for _, cpu in runs):.1f}" for part in PARTS)
         print(f"| {pace} | {statistics.median(rate for rate, _ in runs):.1f} | {cells} |")
-    idle_cells = " | ".join(f"{statistics.median(idle[part] for idle in idles) * 1000:.1f} ms/s" for part in PARTS)
-    print(f"\nSubtracted, what each part uses with no upload going on: {idle_cells.replace(' | ', ', ')} "
-          f"({', '.join(PARTS)}).")  # fmt: skip
+    idle = ", ".join(f"{part} {statistics.median(each[part] for each in idles) * 1000:.1f}" for part in PARTS)
+    print(f"\nSubtracted, ms of CPU a second each part uses with no upload going on: {idle}.")
 
 
 if __name__ == "__main__":
