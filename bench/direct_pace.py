@@ -25,13 +25,12 @@ import statistics
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import urllib3
 
 from bench.cpu_share import CpuShare
-from bench.front_door import _bodies, _direct_one
+from bench.front_door import _bodies, _direct_one, _rate
 from bench.photoset import photo_set
 from bench.pipeline_bench import _start_gateway
 from photostream.config import KafkaSettings, S3Settings
@@ -52,23 +51,17 @@ def _paced(
     url: str, key: str, bodies: list[bytes], pause: float, idle: dict[str, float]
 ) -> tuple[float, dict[str, float]]:
     """Uploads per second, and ms of CPU per upload by part beyond ``idle``, each upload after a 0-``pause`` s wait."""
-    http = urllib3.PoolManager(maxsize=CLIENTS, timeout=urllib3.Timeout(total=600), retries=False)
-    rng = random.Random(len(bodies))  # noqa: S311 - waits, repeatable
-    waits = [rng.uniform(0, pause) for _ in bodies]
+    rng = random.Random(len(bodies))  # noqa: S311 - waits before uploads, not secrets
 
-    def one(body: bytes, wait: float) -> None:
-        time.sleep(wait)
+    def one(http: urllib3.PoolManager, body: bytes) -> None:
+        time.sleep(rng.uniform(0, pause))
         _direct_one(http, url, key, body)
 
-    try:
-        started = time.monotonic()
-        with CpuShare() as share, ThreadPoolExecutor(CLIENTS) as pool:
-            list(pool.map(one, bodies, waits))
-        elapsed = time.monotonic() - started
-    finally:
-        http.clear()
+    with CpuShare() as share:
+        rate = _rate(bodies, CLIENTS, one)
+    elapsed = len(bodies) / rate
     used = {part: share.seconds.get(part, 0.0) - idle[part] * elapsed for part in PARTS}
-    return len(bodies) / elapsed, {part: seconds * 1000 / len(bodies) for part, seconds in used.items()}
+    return rate, {part: seconds * 1000 / len(bodies) for part, seconds in used.items()}
 
 
 def main() -> None:
